@@ -1,0 +1,1 @@
+"""Annotated data: loading and validation, leakage-free splits, augmentation."""

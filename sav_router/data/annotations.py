@@ -1,0 +1,275 @@
+"""Read annotated requests from JSONL or CSV, validate them, keep bad rows aside.
+
+A bad row never stops a run: it is reported with its file, line and reason and
+written to a rejects file. Only when no valid row remains does loading fail.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+TEACH = "teach"
+CHECK = "check"
+SPLIT_TAGS = (TEACH, CHECK)
+
+# Rejection reasons
+EMPTY_TEXT = "empty_text"
+MISSING_LABEL = "missing_label"
+UNDECODABLE = "undecodable_bytes"
+CONFLICTING_LABELS = "conflicting_labels"
+DUPLICATE = "duplicate"
+BAD_SPLIT = "unknown_split_tag"
+MALFORMED = "malformed_row"
+
+
+class NoValidDataError(ValueError):
+    """Every row of the input was rejected (or there was no row at all)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    text: str
+    label: str | None
+    id: str | None = None
+    split: str = TEACH
+    source: str = ""
+    line: int = 0
+
+    @property
+    def key(self) -> str:
+        return normalize_text(self.text)
+
+
+@dataclass(frozen=True)
+class Reject:
+    source: str
+    line: int
+    reason: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"{self.source}:{self.line}: {self.reason}{extra}"
+
+
+@dataclass
+class LoadResult:
+    records: list[Record]
+    rejects: list[Reject] = field(default_factory=list)
+
+    def by_split(self, split: str) -> list[Record]:
+        return [r for r in self.records if r.split == split]
+
+    def summary(self) -> str:
+        """A short human summary: counts per label and split, rejects per reason."""
+        counts: dict[str, Counter[str]] = defaultdict(Counter)
+        for record in self.records:
+            counts[record.label or "<unlabeled>"][record.split] += 1
+        width = max([len(label) for label in counts] + [5])
+        lines = [f"{len(self.records)} valid rows, {len(self.rejects)} rejected"]
+        lines.append(f"  {'label':<{width}}  {'teach':>6}  {'check':>6}")
+        for label in sorted(counts):
+            lines.append(f"  {label:<{width}}  {counts[label][TEACH]:>6}  {counts[label][CHECK]:>6}")
+        if self.rejects:
+            reasons = Counter(reject.reason for reject in self.rejects)
+            lines.append("  rejected: " + ", ".join(f"{reason}={n}" for reason, n in sorted(reasons.items())))
+        return "\n".join(lines)
+
+
+def normalize_text(text: str) -> str:
+    """Identity of a text for duplicate and leakage checks."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def _has_undecodable(value: str) -> bool:
+    # surrogateescape maps undecodable bytes to lone surrogates U+DC80..U+DCFF
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Field names in the input (Banking77's CSV: text_column="text", label_column="category")."""
+
+    text: str = "text"
+    label: str = "label"
+    id: str = "id"
+    split: str = "split"
+
+
+def _rows_jsonl(raw: bytes) -> Iterable[tuple[int, dict[str, Any] | None, str]]:
+    for number, line in enumerate(raw.decode("utf-8", errors="surrogateescape").splitlines(), start=1):
+        if not line.strip():
+            continue
+        if _has_undecodable(line):
+            yield number, None, UNDECODABLE
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, None, f"{MALFORMED}: invalid JSON ({exc.msg})"
+            continue
+        if not isinstance(row, dict):
+            yield number, None, f"{MALFORMED}: expected a JSON object"
+            continue
+        yield number, row, ""
+
+
+def _rows_csv(raw: bytes, columns: Columns, source: str) -> Iterable[tuple[int, dict[str, Any] | None, str]]:
+    text = raw.decode("utf-8-sig", errors="surrogateescape")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is None:
+        return
+    if columns.text not in reader.fieldnames:
+        raise NoValidDataError(
+            f"{source}: no column {columns.text!r} (columns: {', '.join(reader.fieldnames)}); "
+            "set --text-column / --label-column"
+        )
+    start = 2
+    for row in reader:
+        number = start
+        start = reader.line_num + 1
+        if None in row:  # more fields than the header
+            yield number, None, f"{MALFORMED}: too many fields"
+            continue
+        values = [v for v in row.values() if isinstance(v, str)]
+        if any(_has_undecodable(v) for v in values):
+            yield number, None, UNDECODABLE
+            continue
+        yield number, row, ""
+
+
+def _detect_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    raise NoValidDataError(f"{path}: unsupported file type {suffix!r} (use .jsonl or .csv)")
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def read_rows(
+    path: str | os.PathLike[str],
+    *,
+    columns: Columns = Columns(),
+    require_label: bool = True,
+    default_split: str = TEACH,
+    allow_empty_text: bool = False,
+) -> tuple[list[Record], list[Reject]]:
+    """Parse one file into records and row-level rejects (no cross-row checks).
+
+    With ``allow_empty_text`` a present-but-blank text is kept (as "") so that a
+    prediction run can answer it with an ``empty_text`` escalation.
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise NoValidDataError(f"{source}: cannot read ({exc.strerror or exc})") from exc
+    rows = _rows_jsonl(raw) if _detect_format(path) == "jsonl" else _rows_csv(raw, columns, source)
+    records: list[Record] = []
+    rejects: list[Reject] = []
+    for number, row, problem in rows:
+        if row is None:
+            reason, _, detail = problem.partition(": ")
+            rejects.append(Reject(source, number, reason, detail))
+            continue
+        text = _as_text(row.get(columns.text))
+        if text is None or (not text.strip() and not allow_empty_text):
+            rejects.append(Reject(source, number, EMPTY_TEXT))
+            continue
+        label = _as_text(row.get(columns.label))
+        label = label.strip() if label is not None else None
+        if not label:
+            if require_label:
+                rejects.append(Reject(source, number, MISSING_LABEL))
+                continue
+            label = None
+        split = (_as_text(row.get(columns.split)) or default_split).strip().lower()
+        if split not in SPLIT_TAGS:
+            rejects.append(Reject(source, number, BAD_SPLIT, f"{split!r}, expected teach or check"))
+            continue
+        record_id = _as_text(row.get(columns.id))
+        records.append(Record(text=text.strip(), label=label, id=record_id, split=split, source=source, line=number))
+    return records, rejects
+
+
+def _deduplicate(records: Sequence[Record]) -> tuple[list[Record], list[Reject]]:
+    """Drop exact duplicates; reject every copy of a text annotated with two labels."""
+    labels_by_key: dict[str, set[str | None]] = defaultdict(set)
+    for record in records:
+        labels_by_key[record.key].add(record.label)
+    kept: list[Record] = []
+    rejects: list[Reject] = []
+    first_seen: dict[str, Record] = {}
+    for record in records:
+        labels = labels_by_key[record.key]
+        if len(labels) > 1:
+            shown = ", ".join(sorted(str(label) for label in labels))
+            rejects.append(Reject(record.source, record.line, CONFLICTING_LABELS, shown))
+            continue
+        first = first_seen.get(record.key)
+        if first is not None:
+            rejects.append(Reject(record.source, record.line, DUPLICATE, f"same text as {first.source}:{first.line}"))
+            continue
+        first_seen[record.key] = record
+        kept.append(record)
+    return kept, rejects
+
+
+def load_annotations(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    columns: Columns = Columns(),
+    require_label: bool = True,
+    default_split: str = TEACH,
+) -> LoadResult:
+    """Load and validate several annotation files as one dataset."""
+    if not paths:
+        raise NoValidDataError("no input file given")
+    records: list[Record] = []
+    rejects: list[Reject] = []
+    for path in paths:
+        file_records, file_rejects = read_rows(path, columns=columns, require_label=require_label, default_split=default_split)
+        records.extend(file_records)
+        rejects.extend(file_rejects)
+    kept, dedup_rejects = _deduplicate(records)
+    rejects.extend(dedup_rejects)
+    if not kept:
+        shown = "; ".join(str(reject) for reject in rejects[:3])
+        raise NoValidDataError(f"no valid annotated row in {', '.join(map(str, paths))}" + (f" (e.g. {shown})" if shown else ""))
+    return LoadResult(records=kept, rejects=rejects)
+
+
+def write_rejects(rejects: Sequence[Reject], path: str | os.PathLike[str]) -> Path:
+    """Rejects as JSONL (file, line, reason): a person can fix and re-drop them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for reject in rejects:
+            handle.write(json.dumps(asdict(reject), ensure_ascii=False) + "\n")
+    return path
+
+
+def read_requests(path: str | os.PathLike[str], *, columns: Columns = Columns()) -> tuple[list[Record], list[Reject]]:
+    """Requests to predict: label optional, blank text kept, no de-duplication."""
+    return read_rows(path, columns=columns, require_label=False, allow_empty_text=True)
