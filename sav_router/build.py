@@ -51,7 +51,7 @@ class TrainConfig:
     min_count: int = 30
     target_precision: float = 0.95
     confidence: float = 0.95
-    margins: tuple[float, ...] = (0.0, 0.1, 0.2)
+    margins: tuple[float, ...] = (0.1,)
     ood_quantile: float = 0.99
     min_label_support: int | None = None
     num_threads: int | None = None

@@ -9,8 +9,9 @@ family-wise error is at most ``1 - confidence``, so with that confidence the
 routed precision on data like the calibration split is at least the target.
 
 Candidates are the confidences of the n-th most confident calibration
-examples for a grid of n, which depends on the scores but not on the labels
-(the test is conditional on the scores). Temperature scaling is monotone, so
+examples for a grid of n (from max(n_min, 10% of the set) up, n_min being the
+smallest count whose perfect record could pass), which depends on the scores
+but not on the labels (the test is conditional on the scores). Temperature scaling is monotone, so
 it does not change which sets are tested. When several ambiguity margins are
 tried, each margin's sequence runs at level (1 - confidence) / n_margins
 (Bonferroni), so picking the best margin keeps the guarantee.
@@ -112,6 +113,9 @@ def fixed_sequence_threshold(
     start = min_trials(target, confidence)
     if n < start:
         return None
+    # Start at the strictest threshold routing max(n_min, 10%) of the set: a lone error
+    # among the very first few most confident examples should not end the sequence.
+    start = max(start, n // 10)
     order = np.argsort(-scores, kind="stable")
     sorted_scores = scores[order]
     cumulative_correct = np.cumsum(correct[order])
@@ -177,7 +181,7 @@ def calibrate(
     *,
     target_precision: float = 0.95,
     confidence: float = 0.95,
-    margins: Sequence[float] = (0.0, 0.1, 0.2),
+    margins: Sequence[float] = (0.1,),
     in_distribution: np.ndarray | None = None,
     min_label_support: int | None = None,
 ) -> CalibrationResult:

@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=8e-5)
     train.add_argument("--max-length", type=int, default=64, help="tokens kept per request (default 64)")
     train.add_argument("--seed", type=int, default=13)
-    train.add_argument("--margin", type=float, action="append", help="ambiguity margin(s) to try (repeatable; default 0, 0.1, 0.2)")
+    train.add_argument("--margin", type=float, action="append", help="minimum top-1 minus top-2 gap (default 0.1); repeat to let calibration pick one (Bonferroni-corrected)")
     train.add_argument("--min-count", type=int, default=30, help="labels under this many training rows get noisy copies")
     train.add_argument("--class-weighted", action="store_true", help="class-weighted loss")
     train.add_argument("--calibration-share", type=float, default=0.15)

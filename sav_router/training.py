@@ -170,9 +170,9 @@ class RouterClassifier:
         # Standardize inside the probe, then fold the scaling back into the head weights.
         mean, std = x.mean(dim=0), x.std(dim=0).clamp(min=1e-6)
         probe = nn.Linear(x.shape[1], len(self.classes_))
-        optimizer = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=200, history_size=20, line_search_fn="strong_wolfe")
+        optimizer = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=100, history_size=20, line_search_fn="strong_wolfe")
         z = (x - mean) / std
-        l2 = 1e-3
+        l2 = 1e-2  # a soft head leaves fine-tuning a gradient to learn from
 
         def closure():
             optimizer.zero_grad()

@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh machine:
+#   make quickstart   create .venv, install, train + evaluate + route the sample data
+#   make test         create .venv, install, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: quickstart test install benchmark clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and exactly pinned: a CPU wheel, never the CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/sav-router quickstart --output sav-router-quickstart
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+benchmark: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/banking77.py
+
+clean:
+	rm -rf $(VENV) sav-router-quickstart runs .pytest_cache
