@@ -122,7 +122,10 @@ def fixed_sequence_threshold(
     step = max(1, (n - start) // max_candidates)
     best: SequenceResult | None = None
     tested = 0
-    for count in range(start, n + 1, step):
+    counts = list(range(start, n + 1, step))
+    if counts[-1] != n:
+        counts.append(n)  # always test routing every eligible example last
+    for count in counts:
         threshold = float(sorted_scores[count - 1])
         # Ties: everything at or above the threshold is routed.
         routed = int(np.searchsorted(-sorted_scores, -threshold, side="right"))
@@ -252,9 +255,10 @@ def calibrate(
         if mine.sum() < support:
             continue
         own = fixed_sequence_threshold(conf[mine], correct[mine], target=target_precision, confidence=level)
-        own_threshold = ROUTE_NOTHING if own is None else own.threshold
-        if own_threshold > chosen.threshold:
-            label_thresholds[name] = own_threshold
+        if own is None:
+            label_thresholds[name] = ROUTE_NOTHING
+        elif own.routed < mine.sum():  # the label's own test stopped early: tighten it
+            label_thresholds[name] = own.threshold
 
     per_label = np.array([label_thresholds.get(name, 0.0) for name in label_names])
     routed_mask = allowed & _route_mask(probs, chosen.threshold, margin, per_label)

@@ -181,11 +181,12 @@ def read_rows(
     """
     path = Path(path)
     source = str(path)
+    kind = _detect_format(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise NoValidDataError(f"{source}: cannot read ({exc.strerror or exc})") from exc
-    rows = _rows_jsonl(raw) if _detect_format(path) == "jsonl" else _rows_csv(raw, columns, source)
+    rows = _rows_jsonl(raw) if kind == "jsonl" else _rows_csv(raw, columns, source)
     records: list[Record] = []
     rejects: list[Reject] = []
     for number, row, problem in rows:
