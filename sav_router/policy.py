@@ -170,6 +170,11 @@ class Decision:
         )
 
 
+def decision_record(record_id: str | None, decision: Decision, scores: Mapping[str, float] | None) -> dict[str, Any]:
+    """The per-request output format shared by predict, route, the server and the Lambda."""
+    return {"id": record_id, **decision.to_dict(), "scores": None if scores is None else dict(scores)}
+
+
 def escalation(reason: str, *, model_version: str | None = None) -> Decision:
     """A decision made without scores (empty text, model unavailable...)."""
     if reason not in REASONS:

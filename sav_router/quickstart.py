@@ -29,8 +29,8 @@ def run_quickstart(
     log: Callable[[str], None] = print,
 ) -> dict:
     from sav_router.build import TrainConfig, train_bundle
-    from sav_router.cli import decision_record
     from sav_router.data.annotations import read_requests
+    from sav_router.policy import decision_record
     from sav_router.router import Router
     from sav_router.teams import load_teams
 

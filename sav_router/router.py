@@ -28,6 +28,7 @@ class Scored:
     probabilities: np.ndarray
     ood_scores: np.ndarray | None
     logits: np.ndarray
+    embeddings: np.ndarray | None = None  # pooled encoder output (active learning, diversity)
 
 
 def load_ood(bundle_dir: str | Path, manifest: Manifest) -> MahalanobisOOD | None:
@@ -63,7 +64,7 @@ class Router:
         logits, pooled = self.backend.forward(list(texts))
         probabilities = softmax(logits, self.manifest.temperature)
         ood_scores = self.ood.score(pooled) if self.ood is not None and len(texts) else None
-        return Scored(probabilities=probabilities, ood_scores=ood_scores, logits=logits)
+        return Scored(probabilities=probabilities, ood_scores=ood_scores, logits=logits, embeddings=pooled)
 
     def decide_scored(self, scored: Scored, row: int) -> Decision:
         scores = dict(zip(self.labels, scored.probabilities[row].tolist()))

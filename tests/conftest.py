@@ -73,3 +73,17 @@ def toy_annotations(tmp_path_factory) -> Path:
             rows.append({"id": f"{label}-{i}", "text": text, "label": label, "split": "check" if i % 9 == 0 else "teach"})
     random.Random(0).shuffle(rows)
     return write_jsonl(folder / "annotations.jsonl", rows)
+
+
+def train_toy_bundle(base_model: str, data: Path, output: Path, *, epochs: int = 2, seed: int = 13) -> Path:
+    """A small but real bundle (tiny BERT, toy intents) in a few seconds."""
+    from sav_router.build import TrainConfig, train_bundle
+
+    config = TrainConfig(base_model=base_model, epochs=epochs, seed=seed, progress=False, learning_rate=1e-3, head_learning_rate=1e-2, batch_size=16)
+    train_bundle([data], output, config=config, log=lambda message: None)
+    return output
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_base_model, toy_annotations) -> Path:
+    return train_toy_bundle(tiny_base_model, toy_annotations, tmp_path_factory.mktemp("bundle") / "model")
