@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sav_router import __version__
+from sav_router.policy import decision_record  # noqa: F401 - re-exported: the per-request output format
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -117,10 +118,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # -- predict -----------------------------------------------------------------
-def decision_record(record_id: str | None, decision, scores) -> dict:
-    return {"id": record_id, **decision.to_dict(), "scores": scores}
-
-
 def _cmd_predict(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -208,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart.add_argument("--base-model", help="HF model folder or id (default: packaged all-MiniLM-L6-v2)")
     quickstart.add_argument("--quiet", "-q", action="store_true")
     quickstart.set_defaults(func=_cmd_quickstart)
+
+    from sav_router.loop_cli import add_loop_commands  # models, register, promote, rollback, route, compare, select
+
+    add_loop_commands(sub)
     return parser
 
 
@@ -220,12 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sav_router.bundle import BundleError
     from sav_router.data.annotations import NoValidDataError
     from sav_router.teams import TeamsError
+    from sav_router.workspace import RegistryError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, NoValidDataError, BundleError, TeamsError, FileNotFoundError) as exc:
+    except (UsageError, NoValidDataError, BundleError, TeamsError, RegistryError, FileNotFoundError) as exc:
         print(f"sav-router: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as exc:  # bad values in input or configuration
