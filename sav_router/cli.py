@@ -209,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     from sav_router.loop_cli import add_loop_commands  # models, register, promote, rollback, route, compare, select
 
     add_loop_commands(sub)
+
+    from sav_router.importing import add_import_parser
+    from sav_router.review.audit import add_audit_parser
+    from sav_router.review.session import add_review_parser
+
+    add_import_parser(sub)
+    add_review_parser(sub)
+    add_audit_parser(sub)
     return parser
 
 

@@ -214,7 +214,7 @@ def read_rows(
     return records, rejects
 
 
-def _deduplicate(records: Sequence[Record]) -> tuple[list[Record], list[Reject]]:
+def deduplicate(records: Sequence[Record]) -> tuple[list[Record], list[Reject]]:
     """Drop exact duplicates; reject every copy of a text annotated with two labels."""
     labels_by_key: dict[str, set[str | None]] = defaultdict(set)
     for record in records:
@@ -253,7 +253,7 @@ def load_annotations(
         file_records, file_rejects = read_rows(path, columns=columns, require_label=require_label, default_split=default_split)
         records.extend(file_records)
         rejects.extend(file_rejects)
-    kept, dedup_rejects = _deduplicate(records)
+    kept, dedup_rejects = deduplicate(records)
     rejects.extend(dedup_rejects)
     if not kept:
         shown = "; ".join(str(reject) for reject in rejects[:3])

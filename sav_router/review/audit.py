@@ -1,0 +1,190 @@
+"""Live routed precision, from audit samples answered by reviewers.
+
+An audit sample is a confidently routed request also sent for review; its
+answer is a `check` annotation with source `audit` and the routed label kept
+as `model_label`. Precision = share of audited requests whose routed label the
+reviewer confirmed, with an exact (Clopper-Pearson) interval.
+
+The estimate describes routed traffic only as far as audit samples are drawn
+uniformly from it (the `route` command and the routing Lambda sample at random).
+
+Pure Python: no numpy or scipy, so it runs anywhere the CLI does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sav_router.review.items import AUDIT_SOURCE, lenient_rows
+from sav_router.workspace import Workspace
+
+CONFIDENCE = 0.95
+
+
+# -- exact binomial interval ---------------------------------------------------
+def _continued_fraction(a: float, b: float, x: float) -> float:
+    """Lentz's evaluation of the incomplete beta continued fraction."""
+    tiny, eps = 1e-300, 1e-15
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < eps:
+            break
+    return h
+
+
+def regularized_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the Beta(a, b) distribution function at x."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):  # the fraction converges fast on this side
+        return math.exp(log_front) * _continued_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _continued_fraction(b, a, 1.0 - x) / b
+
+
+def beta_quantile(p: float, a: float, b: float) -> float:
+    """x with I_x(a, b) = p, by bisection (the distribution function is monotone)."""
+    low, high = 0.0, 1.0
+    for _ in range(100):
+        middle = (low + high) / 2.0
+        if regularized_beta(a, b, middle) < p:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2.0
+
+
+def clopper_pearson(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Two-sided exact interval for a binomial proportion."""
+    if trials <= 0:
+        raise ValueError("an interval needs at least one trial")
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be within [0, {trials}], got {successes}")
+    alpha = 1.0 - confidence
+    lower = 0.0 if successes == 0 else beta_quantile(alpha / 2, successes, trials - successes + 1)
+    upper = 1.0 if successes == trials else beta_quantile(1 - alpha / 2, successes + 1, trials - successes)
+    return lower, upper
+
+
+# -- audit answers -------------------------------------------------------------
+def _is_audit_answer(row: Mapping[str, Any]) -> bool:
+    return (
+        row.get("source") == AUDIT_SOURCE
+        and isinstance(row.get("label"), str) and row["label"].strip() != ""
+        and isinstance(row.get("model_label"), str) and row["model_label"].strip() != ""
+    )
+
+
+def latest_audit_answers(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """One answer per request id (the last one read wins), audit rows only."""
+    by_id: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        if _is_audit_answer(row):
+            by_id[str(row.get("id"))] = row
+    return list(by_id.values())
+
+
+def workspace_audit_rows(workspace: Workspace) -> list[Mapping[str, Any]]:
+    folder = workspace.path("annotations")
+    rows: list[dict[str, Any]] = []
+    for path in sorted(folder.rglob("*.jsonl")) if folder.is_dir() else []:  # stamped names: oldest first
+        if not path.name.endswith(".rejects.jsonl"):
+            rows.extend(lenient_rows(path.read_text(encoding="utf-8", errors="replace").splitlines()))
+    return latest_audit_answers(rows)
+
+
+def s3_audit_rows(s3: Any, bucket: str, prefix: str = "annotations/") -> list[Mapping[str, Any]]:
+    """Audit answers the SQS reviewers wrote under `annotations/review/`."""
+    from sav_router.aws.s3io import list_keys
+
+    objects = sorted(list_keys(s3, bucket, f"{prefix}review/{AUDIT_SOURCE}-"), key=lambda o: (o["LastModified"], o["Key"]))
+    rows: list[dict[str, Any]] = []
+    for obj in objects:
+        body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8", errors="replace")
+        rows.extend(lenient_rows(body.splitlines()))
+    return latest_audit_answers(rows)
+
+
+def _estimate(answers: list[Mapping[str, Any]], confidence: float) -> dict[str, Any]:
+    trials = len(answers)
+    correct = sum(1 for row in answers if row["label"].strip() == row["model_label"].strip())
+    if not trials:
+        return {"audited": 0, "correct": 0, "precision": None, "interval": None}
+    lower, upper = clopper_pearson(correct, trials, confidence)
+    return {"audited": trials, "correct": correct, "precision": round(correct / trials, 4), "interval": [round(lower, 4), round(upper, 4)]}
+
+
+def estimate_precision(answers: Iterable[Mapping[str, Any]], *, confidence: float = CONFIDENCE) -> dict[str, Any]:
+    answers = list(answers)
+    by_version: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in answers:
+        by_version[str(row.get("model_version") or "unknown")].append(row)
+    return {
+        **_estimate(answers, confidence),
+        "confidence": confidence,
+        "method": "clopper-pearson",
+        "by_model_version": {version: _estimate(rows, confidence) for version, rows in sorted(by_version.items())},
+    }
+
+
+def audit_estimate(workspace: Workspace, *, confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """Live routed precision from the workspace's audit answers, with its interval."""
+    return estimate_precision(workspace_audit_rows(workspace), confidence=confidence)
+
+
+def format_estimate(report: Mapping[str, Any]) -> str:
+    if not report["audited"]:
+        return "no audit answer yet: route with an audit share, then answer the audit samples with `sav-router review`"
+    level = f"{report['confidence']:.0%}"
+
+    def line(name: str, part: Mapping[str, Any]) -> str:
+        low, high = part["interval"]
+        return f"{name}: {part['precision']:.3f} [{low:.3f}, {high:.3f}] ({part['correct']}/{part['audited']} routed labels confirmed)"
+
+    lines = [line(f"live routed precision ({level} Clopper-Pearson)", report)]
+    lines += [line(f"  {version}", part) for version, part in report["by_model_version"].items()]
+    return "\n".join(lines)
+
+
+# -- command line --------------------------------------------------------------
+def add_audit_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("audit", help="live routed precision estimated from answered audit samples")
+    parser.add_argument("--workspace", "-w", metavar="DIR", help="workspace folder (default: $SAV_ROUTER_WORKSPACE or ./sav-router-workspace)")
+    parser.add_argument("--bucket", help="read the audit answers from this S3 bucket instead of the workspace")
+    parser.add_argument("--prefix", default="annotations/", help="annotation prefix in the bucket (default: annotations/)")
+    parser.add_argument("--confidence", type=float, default=CONFIDENCE, help="interval confidence level (default 0.95)")
+    parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    parser.set_defaults(func=_cmd_audit)
+    return parser
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    if not 0 < args.confidence < 1:
+        raise ValueError(f"--confidence must be strictly between 0 and 1, got {args.confidence}")
+    if args.bucket:
+        import boto3
+
+        answers = s3_audit_rows(boto3.client("s3"), args.bucket, args.prefix)
+        report = estimate_precision(answers, confidence=args.confidence)
+    else:
+        report = audit_estimate(Workspace(args.workspace), confidence=args.confidence)
+    print(json.dumps(report, indent=2) if args.json else format_estimate(report))
+    return 0
