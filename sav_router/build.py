@@ -44,6 +44,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     class_weighted: bool = False
     linear_probe: bool = True
+    probe_l2: float = 1e-4
+    normalize: bool = True
     patience: int = 1
     seed: int = 13
     calibration_share: float = 0.15
@@ -138,6 +140,8 @@ def train_bundle(
         label_smoothing=config.label_smoothing,
         class_weighted=config.class_weighted,
         linear_probe=config.linear_probe,
+        probe_l2=config.probe_l2,
+        normalize=config.normalize,
         patience=config.patience,
         seed=config.seed,
         num_threads=config.num_threads,
@@ -183,6 +187,7 @@ def train_bundle(
         created_at=created.isoformat(timespec="seconds"),
         temperature=result.temperature,
         max_length=config.max_length,
+        architecture={"pooling": "mean", "normalize": config.normalize, "head": "linear"},
         calibration=result.to_dict(),
         ood={"method": OOD_METHOD, "quantile": config.ood_quantile, "threshold": detector.threshold_, "file": OOD_FILE},
         training={

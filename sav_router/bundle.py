@@ -46,6 +46,7 @@ class Manifest:
     created_at: str
     temperature: float = 1.0
     max_length: int = 64
+    architecture: dict[str, Any] = field(default_factory=dict)  # pooling, normalize
     calibration: dict[str, Any] = field(default_factory=dict)
     ood: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +66,7 @@ class Manifest:
             "labels": list(self.labels),
             "temperature": self.temperature,
             "max_length": self.max_length,
+            "architecture": self.architecture,
             "policy": self.policy.to_dict(),
             "calibration": self.calibration,
             "ood": self.ood,
@@ -97,6 +99,7 @@ class Manifest:
                 created_at=str(data["created_at"]),
                 temperature=float(data.get("temperature", 1.0)),
                 max_length=int(data.get("max_length", 64)),
+                architecture=dict(data.get("architecture") or {}),
                 calibration=dict(data.get("calibration") or {}),
                 ood=dict(data.get("ood") or {}),
                 training=dict(data.get("training") or {}),

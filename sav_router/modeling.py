@@ -55,18 +55,25 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 class RouterNetwork(nn.Module):
-    """Encoder -> mean pooling -> dropout -> linear head. Returns (logits, pooled)."""
+    """Encoder -> mean pooling (-> L2 normalization) -> dropout -> linear head.
 
-    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1) -> None:
+    Returns (logits, pooled). Normalizing keeps the cosine geometry that
+    sentence-embedding checkpoints such as all-MiniLM-L6-v2 were trained for.
+    """
+
+    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1, normalize: bool = True) -> None:
         super().__init__()
         self.encoder = encoder
         hidden = int(encoder.config.hidden_size)
+        self.normalize = normalize
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, num_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         pooled = mean_pool(hidden, attention_mask)
+        if self.normalize:
+            pooled = nn.functional.normalize(pooled, dim=-1)
         return self.head(self.dropout(pooled)), pooled
 
 
@@ -178,14 +185,16 @@ def save_network(network: RouterNetwork, tokenizer, directory: str | Path) -> No
     save_file({k: v.detach().contiguous() for k, v in network.head.state_dict().items()}, str(directory / HEAD_FILE))
 
 
-def load_network(directory: str | Path, num_labels: int) -> tuple[RouterNetwork, object]:
+def load_network(directory: str | Path, manifest) -> tuple[RouterNetwork, object]:
+    """The bundle's network as its manifest describes it (labels, pooling normalization)."""
     from safetensors.torch import load_file
 
     from sav_router.bundle import HEAD_FILE
 
     directory = Path(directory)
+    num_labels = len(manifest.labels)
     tokenizer, encoder = load_encoder(str(directory))
-    network = RouterNetwork(encoder, num_labels)
+    network = RouterNetwork(encoder, num_labels, normalize=bool(manifest.architecture.get("normalize", False)))
     state = load_file(str(directory / HEAD_FILE))
     if state["weight"].shape[0] != num_labels:
         raise ValueError(f"{directory}: head has {state['weight'].shape[0]} labels, manifest {num_labels}")

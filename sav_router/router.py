@@ -11,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sav_router.backends import InferenceBackend, load_backend
 from sav_router.bundle import OOD_FILE, Manifest, read_manifest
 from sav_router.calibration import softmax
-from sav_router.ood import MahalanobisOOD
 from sav_router.policy import EMPTY_TEXT, Decision, RoutingPolicy, decide, escalation
+
+if TYPE_CHECKING:
+    from sav_router.ood import MahalanobisOOD
 
 
 @dataclass
@@ -31,17 +34,19 @@ class Scored:
     embeddings: np.ndarray | None = None  # pooled encoder output (active learning, diversity)
 
 
-def load_ood(bundle_dir: str | Path, manifest: Manifest) -> MahalanobisOOD | None:
+def load_ood(bundle_dir: str | Path, manifest: Manifest) -> "MahalanobisOOD | None":
     if not manifest.ood:
         return None
     from safetensors.numpy import load_file
+
+    from sav_router.ood import MahalanobisOOD  # lazily: scikit-learn is only needed with a detector
 
     tensors = load_file(str(Path(bundle_dir) / manifest.ood.get("file", OOD_FILE)))
     return MahalanobisOOD.from_tensors(tensors, threshold=float(manifest.ood["threshold"]), quantile=float(manifest.ood.get("quantile", 0.99)))
 
 
 class Router:
-    def __init__(self, manifest: Manifest, backend: InferenceBackend, ood: MahalanobisOOD | None, policy: RoutingPolicy | None = None) -> None:
+    def __init__(self, manifest: Manifest, backend: InferenceBackend, ood: "MahalanobisOOD | None", policy: RoutingPolicy | None = None) -> None:
         self.manifest = manifest
         self.backend = backend
         self.ood = ood

@@ -90,6 +90,8 @@ class RouterClassifier:
         label_smoothing: float = 0.0,
         class_weighted: bool = False,
         linear_probe: bool = True,
+        probe_l2: float = 1e-4,
+        normalize: bool = True,
         patience: int = 1,
         seed: int = 13,
         num_threads: int | None = None,
@@ -109,6 +111,8 @@ class RouterClassifier:
         self.label_smoothing = label_smoothing
         self.class_weighted = class_weighted
         self.linear_probe = linear_probe
+        self.probe_l2 = probe_l2
+        self.normalize = normalize
         self.patience = patience
         self.seed = seed
         self.num_threads = num_threads
@@ -141,7 +145,7 @@ class RouterClassifier:
         y = np.array([index[label] for label in labels], dtype=np.int64)
         self.base_model_ = resolve_base_model(self.base_model)
         self.tokenizer_, encoder = load_encoder(self.base_model_)
-        self.network_ = RouterNetwork(encoder, len(self.classes_), dropout=self.dropout)
+        self.network_ = RouterNetwork(encoder, len(self.classes_), dropout=self.dropout, normalize=self.normalize)
         self.history_ = History()
         encoded = Encoded(self.tokenizer_, texts, self.max_length)
         val_texts, val_y = self._validation_arrays(validation, index)
@@ -170,9 +174,9 @@ class RouterClassifier:
         # Standardize inside the probe, then fold the scaling back into the head weights.
         mean, std = x.mean(dim=0), x.std(dim=0).clamp(min=1e-6)
         probe = nn.Linear(x.shape[1], len(self.classes_))
-        optimizer = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=100, history_size=20, line_search_fn="strong_wolfe")
+        optimizer = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=300, history_size=20, line_search_fn="strong_wolfe")
         z = (x - mean) / std
-        l2 = 1e-2  # a soft head leaves fine-tuning a gradient to learn from
+        l2 = self.probe_l2
 
         def closure():
             optimizer.zero_grad()

@@ -16,7 +16,7 @@ class TorchBackend:
 
     def __init__(self, bundle_dir: str | Path, manifest: Manifest, *, num_threads: int | None = None, batch_size: int = 64) -> None:
         configure_threads(num_threads)
-        self.network, self.tokenizer = load_network(bundle_dir, len(manifest.labels))
+        self.network, self.tokenizer = load_network(bundle_dir, manifest)
         self.max_length = manifest.max_length
         self.batch_size = batch_size
 

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""CDK app of sav-router: `npx cdk deploy --all`, or `python app.py` to synthesize into cdk.out/.
+
+Configuration is the `sav-router` context object of cdk.json (README, "Deployment on AWS"
+lists the keys). `python app.py` without the CDK CLI reads cdk.json itself;
+`SAV_ROUTER_IMAGE_URI` overrides `imageUri` (CI pushes the image, then deploys).
+Synthesis runs the cdk-nag AwsSolutions and Serverless packs: any
+unacknowledged finding fails it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks, ServerlessChecks
+
+from infra.config import CONTEXT_KEY, IMAGE_URI_ENV, from_context
+from infra.stacks import build
+
+HERE = Path(__file__).resolve().parent
+
+
+def cdk_json_context() -> dict:
+    return json.loads((HERE / "cdk.json").read_text(encoding="utf-8"))["context"]
+
+
+def main() -> cdk.App:
+    defaults = cdk_json_context()
+    app = cdk.App(outdir=os.environ.get("CDK_OUTDIR", str(HERE / "cdk.out")),
+                  context={k: v for k, v in defaults.items() if k.startswith("@aws-cdk")})
+    raw = dict(app.node.try_get_context(CONTEXT_KEY) or defaults[CONTEXT_KEY])
+    if os.environ.get(IMAGE_URI_ENV):
+        raw["imageUri"] = os.environ[IMAGE_URI_ENV]
+    config = from_context(raw)
+    env = cdk.Environment(account=config.account or os.environ.get("CDK_DEFAULT_ACCOUNT"), region=config.region or os.environ.get("CDK_DEFAULT_REGION"))
+    stacks = build(app, config, env=env)
+    for stack in stacks.values():
+        cdk.Tags.of(stack).add("project", "sav-router")
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))
+    return app
+
+
+if __name__ == "__main__":
+    main().synth()

@@ -1,0 +1,130 @@
+"""Deployment configuration: `cdk.json` context -> typed, validated dataclasses.
+
+Every environment-specific value lives in the `sav-router` context object
+(override per deployment with `cdk deploy -c sav-router='{...}'` or by
+editing cdk.json); constructs receive these dataclasses, never raw context.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CONTEXT_KEY = "sav-router"
+IMAGE_URI_ENV = "SAV_ROUTER_IMAGE_URI"  # overrides imageUri (CI builds and pushes the image first)
+APPROVAL_MODES = ("manual", "auto")
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")  # short: job names are <prefix>-<run>-check
+_TEAM = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    instance_type: str = "ml.m5.2xlarge"
+    instance_count: int = 1
+    volume_gb: int = 30
+    max_runtime_seconds: int = 4 * 3600
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    name: str = "sav-router"
+    instance_type: str = "ml.c5.xlarge"
+    instance_count: int = 1
+    baking_seconds: int = 600
+    latency_p99_ms: int = 1000  # alarm (and rollback) threshold on ModelLatency
+
+
+@dataclass(frozen=True)
+class VpcPlacement:
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.subnet_ids)
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    prefix: str = "sav-router"
+    account: str | None = None
+    region: str | None = None
+    # label -> team comes from here: {team: [labels]}; one SQS queue per team
+    teams: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    image_uri: str | None = None  # prebuilt training/serving image; None: build training_image/ at deploy
+    training: TrainingConfig = TrainingConfig()
+    transform_instance_type: str = "ml.m5.xlarge"
+    endpoint: EndpointConfig = EndpointConfig()
+    target_precision: float = 0.95
+    min_coverage: float = 0.3
+    approval_mode: str = "manual"
+    min_new_annotations: int = 100
+    traffic_days: int = 7
+    max_shadow_requests: int = 20000
+    poll_seconds: int = 60
+    vpc: VpcPlacement = VpcPlacement()
+    alarm_email: str | None = None
+    log_retention_days: int = 90
+    escalation_rate_alarm: float = 0.6  # share of requests escalated over 15 minutes
+    retain_data: bool = True  # keep the bucket, key and tables on stack deletion
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.prefix):
+            raise ConfigError(f"prefix {self.prefix!r}: lowercase letters, digits and hyphens, 20 characters at most")
+        if not 0 < self.target_precision < 1 or not 0 <= self.min_coverage <= 1:
+            raise ConfigError("targetPrecision must be in (0, 1) and minCoverage in [0, 1]")
+        if self.approval_mode not in APPROVAL_MODES:
+            raise ConfigError(f"approvalMode must be one of {APPROVAL_MODES}, got {self.approval_mode!r}")
+        if not self.teams:
+            raise ConfigError("teams must declare at least one team: {team: [labels]}")
+        for team in self.teams:
+            if not _TEAM.match(team):
+                raise ConfigError(f"team {team!r}: lowercase letters, digits, _ and - (it names a queue)")
+        labels = [label for labels in self.teams.values() for label in labels]
+        if len(labels) != len(set(labels)):
+            raise ConfigError("a label is assigned to two teams")
+        if self.poll_seconds < 1 or self.min_new_annotations < 1:
+            raise ConfigError("pollSeconds and minNewAnnotations must be >= 1")
+
+    @property
+    def team_labels(self) -> dict[str, list[str]]:
+        return {team: list(labels) for team, labels in self.teams.items()}
+
+
+def _pick(data: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
+    unknown = set(data) - set(mapping)
+    if unknown:
+        raise ConfigError(f"unknown configuration keys {sorted(unknown)} (known: {sorted(mapping)})")
+    return {mapping[key]: value for key, value in data.items()}
+
+
+def from_context(raw: Mapping[str, Any] | None) -> DeploymentConfig:
+    """Build the configuration from the `sav-router` context object (camelCase keys)."""
+    data = dict(raw or {})
+    training = TrainingConfig(**_pick(data.pop("training", {}), {
+        "instanceType": "instance_type", "instanceCount": "instance_count", "volumeGb": "volume_gb",
+        "maxRuntimeSeconds": "max_runtime_seconds", "hyperparameters": "hyperparameters",
+    }))
+    endpoint = EndpointConfig(**_pick(data.pop("endpoint", {}), {
+        "name": "name", "instanceType": "instance_type", "instanceCount": "instance_count",
+        "bakingSeconds": "baking_seconds", "latencyP99Ms": "latency_p99_ms",
+    }))
+    vpc_raw = _pick(data.pop("vpc", None) or {}, {"subnetIds": "subnet_ids", "securityGroupIds": "security_group_ids"})
+    vpc = VpcPlacement(**{k: tuple(v) for k, v in vpc_raw.items()})
+    teams = {str(team): tuple(str(label) for label in labels) for team, labels in (data.pop("teams", None) or {}).items()}
+    values = _pick(data, {
+        "prefix": "prefix", "account": "account", "region": "region", "imageUri": "image_uri",
+        "transformInstanceType": "transform_instance_type", "targetPrecision": "target_precision",
+        "minCoverage": "min_coverage", "approvalMode": "approval_mode", "minNewAnnotations": "min_new_annotations",
+        "trafficDays": "traffic_days", "maxShadowRequests": "max_shadow_requests", "pollSeconds": "poll_seconds",
+        "alarmEmail": "alarm_email", "logRetentionDays": "log_retention_days",
+        "escalationRateAlarm": "escalation_rate_alarm", "retainData": "retain_data",
+    })
+    return DeploymentConfig(teams=teams, training=training, endpoint=endpoint, vpc=vpc, **values)

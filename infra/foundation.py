@@ -1,0 +1,151 @@
+"""Shared foundation: the customer-managed key, the artifacts bucket, the SageMaker role and registry.
+
+Bucket prefix layout (see `sav_router.aws.layout`): annotations/, datasets/,
+models/, evaluations/, traffic/. EventBridge notifications are on, so an
+annotation drop is an `Object Created` event the pipeline stack listens to.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from infra.config import IMAGE_URI_ENV, ConfigError, DeploymentConfig
+from infra.lambda_function import REPO
+from infra.policies import acknowledge, acknowledge_wildcard, read_prefix, use_key, write_prefix
+from infra.shared import export_shared, model_package_group_name
+from sav_router.aws import layout
+
+IMAGE_EXCLUDES = [".git", ".venv", "node_modules", "cdk.out", "runs", "tests", "benchmarks", "**/__pycache__", "sav-router-quickstart"]
+
+
+_ECR_URI = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)")
+
+
+def ecr_repository_arn(image_uri: str, partition: str) -> str | None:
+    """The ECR repository ARN of a private ECR image URI (None for other registries)."""
+    match = _ECR_URI.match(image_uri)
+    if match is None:
+        return None
+    return f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
+
+
+class FoundationStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        self.key = kms.Key(
+            self, "Key", alias=f"alias/{config.prefix}", enable_key_rotation=True, removal_policy=removal,
+            description="sav-router: artifacts, queues, tables, logs, SageMaker volumes and outputs",
+        )
+        # CloudWatch Logs encrypts the functions' and the state machine's log groups with this key.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
+                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                resources=["*"],  # in a key policy, "*" is this key
+                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:*"}},
+            )
+        )
+        self.access_logs = s3.Bucket(
+            self, "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,  # server access logging cannot write to KMS buckets
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED, removal_policy=removal,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+        )
+        self.bucket = s3.Bucket(
+            self, "Artifacts",
+            encryption=s3.BucketEncryption.KMS, encryption_key=self.key, bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
+            event_bridge_enabled=True, server_access_logs_bucket=self.access_logs, server_access_logs_prefix="artifacts/",
+            removal_policy=removal,
+            lifecycle_rules=[
+                # Logged production traffic holds customer text: kept only as long as observer mode needs it.
+                s3.LifecycleRule(id="traffic-retention", prefix=layout.TRAFFIC, expiration=Duration.days(max(30, config.traffic_days * 4)),
+                                 noncurrent_version_expiration=Duration.days(1)),
+                s3.LifecycleRule(id="noncurrent", noncurrent_version_expiration=Duration.days(90)),
+            ],
+        )
+        self.alarm_topic = sns.Topic(self, "Alarms", master_key=self.key, enforce_ssl=True, display_name=f"{config.prefix} alarms")
+        # CloudWatch alarms publish to the encrypted topic.
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")], actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"]))
+        if config.alarm_email:
+            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        self.image_uri = self._image(config)
+        self.sagemaker_role = self._sagemaker_role(config)
+        self.model_package_group_name = model_package_group_name(config)
+        sagemaker.CfnModelPackageGroup(
+            self, "ModelPackageGroup", model_package_group_name=self.model_package_group_name,
+            model_package_group_description="sav-router candidates: evaluation report, shadow comparison, approval",
+        )
+        for child in self.node.children:  # the custom resource CDK adds for event_bridge_enabled
+            if child.node.id.startswith("BucketNotificationsHandler"):
+                acknowledge(child, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+                            "CDK's own bucket-notifications custom resource (event_bridge_enabled); it only writes its own logs")
+        export_shared(self, config, {
+            "bucket-name": self.bucket.bucket_name, "bucket-arn": self.bucket.bucket_arn, "key-arn": self.key.key_arn,
+            "sagemaker-role-arn": self.sagemaker_role.role_arn, "alarm-topic-arn": self.alarm_topic.topic_arn, "image-uri": self.image_uri,
+        })
+
+    def _image(self, config: DeploymentConfig) -> str:
+        """The training/serving image: a prebuilt URI, or `training_image/Dockerfile` built and pushed by `cdk deploy`."""
+        if config.image_uri:
+            return config.image_uri
+        if not (REPO / "training_image" / "Dockerfile").is_file():
+            raise ConfigError(f"no training_image/Dockerfile: set imageUri in cdk.json or {IMAGE_URI_ENV} to a pushed image")
+        self.image_asset = ecr_assets.DockerImageAsset(
+            self, "TrainingImage", directory=str(REPO), file="training_image/Dockerfile",
+            exclude=IMAGE_EXCLUDES, platform=ecr_assets.Platform.LINUX_AMD64,
+        )
+        return self.image_asset.image_uri
+
+    def _sagemaker_role(self, config: DeploymentConfig) -> iam.Role:
+        """Execution role of training jobs, models (endpoint, Batch Transform): data in, artifacts out, nothing else."""
+        role = iam.Role(self, "SageMakerExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                        description="sav-router training jobs, models and transform jobs")
+        arn = self.bucket.bucket_arn
+        read_prefix(role, role, arn, layout.DATASETS)
+        for prefix in (layout.MODELS, layout.EVALUATIONS):
+            read_prefix(role, role, arn, prefix)
+            write_prefix(role, role, arn, prefix)
+        use_key(role, self.key)
+        role.add_to_policy(iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[self.key.key_arn],
+                                               conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}))
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[sagemaker_logs := f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:/aws/sagemaker/*"],
+        ))
+        acknowledge_wildcard(role, sagemaker_logs, "SageMaker names the log groups and streams of its jobs and endpoints under /aws/sagemaker/")
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}},
+        ))
+        acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
+                    "cloudwatch:PutMetricData, ecr:GetAuthorizationToken and (with VPC placement) the EC2 network-interface calls SageMaker makes "
+                    "support no resource-level scoping; metrics are limited to the SageMaker namespaces by condition")
+        if getattr(self, "image_asset", None) is not None:
+            self.image_asset.repository.grant_pull(role)
+        elif (repository := ecr_repository_arn(config.image_uri or "", self.partition)) is not None:
+            role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))  # account-level action
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], resources=[repository],
+            ))
+        if config.vpc.enabled:
+            role.add_to_policy(iam.PolicyStatement(
+                actions=["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+                         "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
+                         "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"],
+                resources=["*"],  # SageMaker creates the ENIs; their ids are not known in advance
+            ))
+        return role

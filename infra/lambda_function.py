@@ -1,0 +1,140 @@
+"""One Lambda function of `lambdas/<name>/`, packaged without Docker.
+
+The asset is the handler folder + the `sav_router` package + the folder's
+`requirements.txt`, installed by a local `pip install --platform` for the
+Lambda runtime (manylinux wheels only). Tests skip bundling through the
+`aws:cdk:bundling-stacks` context. The asset hash covers all three inputs, so a
+change in the core package redeploys the functions that ship it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.policies import acknowledge
+
+REPO = Path(__file__).resolve().parents[1]
+LAMBDAS = REPO / "lambdas"
+CORE = REPO / "sav_router"
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+PY_VERSION = "3.14"
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "samples", "serving", "tests")  # serving: the container's web app, not used by Lambdas
+
+
+def source_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for root in (folder, CORE):
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(str(path.relative_to(REPO)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@jsii.implements(ILocalBundling)
+class LocalPipBundling:
+    """pip-install the requirements for the Lambda platform, then copy handler and core package."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def try_bundle(self, output_dir: str, **_options) -> bool:
+        requirements = self.folder / "requirements.txt"
+        if requirements.is_file():
+            subprocess.run(
+                [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", output_dir,
+                 # numpy / scipy / scikit-learn ship manylinux_2_28 wheels; the Lambda runtime (Amazon Linux 2023) runs them
+                 "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64", "--implementation", "cp", "--python-version", PY_VERSION,
+                 "--only-binary=:all:", "-r", str(requirements)],
+                check=True,
+            )
+            # Test suites of numpy / scipy / scikit-learn are dead weight against the 250 MB Lambda limit.
+            for tests in sorted(Path(output_dir).glob("*/**/tests"), reverse=True):
+                if tests.is_dir():
+                    shutil.rmtree(tests)
+        shutil.copytree(self.folder, output_dir, dirs_exist_ok=True, ignore=_IGNORED)
+        shutil.copytree(CORE, Path(output_dir) / "sav_router", dirs_exist_ok=True, ignore=_IGNORED)
+        return True
+
+
+class ProjectFunction(Construct):
+    """A handler from `lambdas/<name>/` with tracing, log retention and an encrypted environment."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        description: str,
+        environment: Mapping[str, str],
+        key: kms.IKey,
+        log_retention_days: int,
+        memory_mb: int = 512,
+        timeout: Duration = Duration.seconds(60),
+        reserved_concurrency: int | None = None,
+        dead_letter_queue: sqs.IQueue | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        folder = LAMBDAS / name
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=retention(log_retention_days), encryption_key=key, removal_policy=RemovalPolicy.DESTROY
+        )
+        # Own role instead of AWSLambdaBasicExecutionRole: writes to its own log group only.
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"sav-router {name} function")
+        self.role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.log_group.log_group_arn]))
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(
+                str(folder),
+                asset_hash_type=AssetHashType.CUSTOM,
+                asset_hash=source_digest(folder),
+                bundling=BundlingOptions(
+                    image=DockerImage.from_registry(f"public.ecr.aws/sam/build-python{PY_VERSION}"),
+                    local=LocalPipBundling(folder),
+                    command=["bash", "-c", "echo 'local bundling only (pip --platform); see infra/lambda_function.py' && exit 1"],
+                ),
+            ),
+            description=description,
+            memory_size=memory_mb,
+            timeout=timeout,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            environment={"POWERTOOLS_SERVICE_NAME": name, "POWERTOOLS_METRICS_NAMESPACE": "SavRouter", "POWERTOOLS_LOG_LEVEL": "INFO", **environment},
+            environment_encryption=key,
+            reserved_concurrent_executions=reserved_concurrency,
+            role=self.role,
+            dead_letter_queue=dead_letter_queue,
+        )
+        acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]",
+                    "X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level permissions")
+
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS, 30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS, 90: logs.RetentionDays.THREE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR, 731: logs.RetentionDays.TWO_YEARS, 1827: logs.RetentionDays.FIVE_YEARS,
+}
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """The shortest CloudWatch retention that keeps logs at least `days` days."""
+    return next((value for limit, value in sorted(_RETENTION.items()) if limit >= days), logs.RetentionDays.FIVE_YEARS)

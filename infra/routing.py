@@ -1,0 +1,76 @@
+"""Intake -> routing Lambda (`lambdas/routing/`) -> team queues or the human-review queue.
+
+Paired with `lambdas/routing/handler.py` and `sav_router/aws/routing.py`.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from infra.config import DeploymentConfig
+from infra.lambda_function import ProjectFunction
+from infra.policies import acknowledge, allow, read_prefix, send_to, use_key, write_prefix
+from infra.queues import dead_letter_queue, encrypted_queue, queue_with_dlq
+from infra.shared import Shared
+from sav_router.aws import layout
+
+FUNCTION_TIMEOUT = Duration.seconds(60)
+
+
+class RoutingService(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, shared: Shared) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        key, bucket = shared.key, shared.bucket
+        # Visibility timeout 6x the function timeout (AWS guidance for SQS event sources).
+        self.intake, self.intake_dlq = queue_with_dlq(self, "Intake", key=key, max_receive_count=5, visibility_timeout=Duration.seconds(FUNCTION_TIMEOUT.to_seconds() * 6))
+        self.review, self.review_dlq = queue_with_dlq(self, "HumanReview", key=key, max_receive_count=10)
+        self.team_dlq = dead_letter_queue(self, "TeamsDlq", key=key, purpose="the team queues")
+        self.team_queues = {team: encrypted_queue(self, f"Team-{team}", key=key, dead_letter=self.team_dlq, max_receive_count=10) for team in config.teams}
+        self.idempotency = dynamodb.TableV2(
+            self, "Idempotency", partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiration", encryption=dynamodb.TableEncryptionV2.customer_managed_key(key),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.overrides = ssm.StringParameter(
+            self, "Overrides", parameter_name=f"/{config.prefix}/routing-overrides", string_value="{}",
+            description="Operator overrides that tighten routing without a redeploy: JSON {threshold, margin, ood_threshold}; {\"threshold\": 1.01} stops routing",
+        )
+        self.endpoint_arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:endpoint/{config.endpoint.name}"
+        self.function = ProjectFunction(
+            self, "Routing", name="routing", key=key, log_retention_days=config.log_retention_days,
+            description="sav-router: intake batch -> endpoint -> policy -> team queue or human review",
+            memory_mb=512, timeout=FUNCTION_TIMEOUT,
+            environment={
+                "ENDPOINT_NAME": config.endpoint.name,
+                "ARTIFACTS_BUCKET": bucket.bucket_name,
+                "OVERRIDES_PARAMETER": self.overrides.parameter_name,
+                "TEAM_QUEUES": stack.to_json_string({team: queue.queue_url for team, queue in self.team_queues.items()}),
+                "REVIEW_QUEUE_URL": self.review.queue_url,
+                "INTAKE_DLQ_URL": self.intake_dlq.queue_url,
+                "IDEMPOTENCY_TABLE": self.idempotency.table_name,
+            },
+        )
+        self.handler = self.function.function
+        acknowledge(self.handler, "Serverless-LambdaDLQ", "invoked by an SQS event source: failed messages are redriven to the intake queue's DLQ")
+        acknowledge(self.handler, "Serverless-LambdaEventSourceMappingDestination",
+                    "SQS event sources take no on-failure destination; the intake queue's redrive policy is the failure path")
+        self.handler.add_event_source(sources.SqsEventSource(
+            self.intake, batch_size=25, max_batching_window=Duration.seconds(1), report_batch_item_failures=True,
+        ))
+        self._grant(shared)
+
+    def _grant(self, shared: Shared) -> None:
+        fn, role = self.handler, self.function.role
+        allow(fn, role, ["sagemaker:InvokeEndpoint"], [self.endpoint_arn])
+        send_to(fn, [*self.team_queues.values(), self.review, self.intake_dlq])
+        allow(fn, role, ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], [self.idempotency.table_arn])
+        use_key(fn, shared.key)
+        read_prefix(fn, role, shared.bucket.bucket_arn, layout.MANIFESTS)
+        write_prefix(fn, role, shared.bucket.bucket_arn, layout.TRAFFIC)
+        allow(fn, role, ["ssm:GetParameter"], [self.overrides.parameter_arn])

@@ -1,0 +1,59 @@
+"""The four stacks and how they connect (instantiated by `app.py`)."""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from constructs import Construct
+
+from infra.annotation_trigger import AnnotationTrigger
+from infra.config import DeploymentConfig
+from infra.foundation import FoundationStack
+from infra.monitoring import Monitoring
+from infra.promotion import EndpointAlarms, Promotion
+from infra.routing import RoutingService
+from infra.shared import import_shared
+from infra.training_pipeline import TrainingPipeline
+
+
+class ServingStack(Stack):
+    """Intake -> routing -> teams / human review; approval -> endpoint."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, foundation: FoundationStack, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.add_stack_dependency(foundation)
+        shared = import_shared(self, config)
+        self.routing = RoutingService(self, "Routing", config=config, shared=shared)
+        self.endpoint_alarms = EndpointAlarms(self, "EndpointAlarms", config=config)
+        self.promotion = Promotion(
+            self, "Promotion", config=config, shared=shared, rollback_alarm_names=self.endpoint_alarms.names,
+        )
+
+
+class PipelineStack(Stack):
+    """Annotation drops -> training pipeline -> registered candidate."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, foundation: FoundationStack, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.add_stack_dependency(foundation)
+        shared = import_shared(self, config)
+        self.pipeline = TrainingPipeline(self, "Training", config=config, shared=shared)
+        self.trigger = AnnotationTrigger(self, "Annotations", config=config, shared=shared, state_machine=self.pipeline.state_machine)
+
+
+class OperationsStack(Stack):
+    """Alarms and the dashboard."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, foundation: FoundationStack,
+                 serving: ServingStack, pipeline: PipelineStack, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.add_stack_dependency(foundation)
+        self.monitoring = Monitoring(self, "Monitoring", config=config, topic=import_shared(self, config).alarm_topic, serving=serving, pipeline=pipeline)
+
+
+def build(scope: Construct, config: DeploymentConfig, **stack_kwargs) -> dict[str, Stack]:
+    prefix = "".join(part.title() for part in config.prefix.split("-"))
+    foundation = FoundationStack(scope, f"{prefix}Foundation", config=config, **stack_kwargs)
+    serving = ServingStack(scope, f"{prefix}Serving", config=config, foundation=foundation, **stack_kwargs)
+    pipeline = PipelineStack(scope, f"{prefix}Pipeline", config=config, foundation=foundation, **stack_kwargs)
+    operations = OperationsStack(scope, f"{prefix}Operations", config=config, foundation=foundation, serving=serving, pipeline=pipeline, **stack_kwargs)
+    return {"foundation": foundation, "serving": serving, "pipeline": pipeline, "operations": operations}

@@ -1,0 +1,26 @@
+"""Pipeline step: evaluate the check-set Batch Transform output with the core evaluation code, apply the gate."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+from aws_lambda_powertools import Logger
+
+from sav_router.aws.evaluation_step import evaluate_check
+
+logger = Logger()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context) -> dict:
+    result = evaluate_check(
+        boto3.client("s3"),
+        os.environ["ARTIFACTS_BUCKET"],
+        run_id=event["run_id"],
+        model_artifacts_uri=event["model_artifacts_uri"],
+        target_precision=float(os.environ["TARGET_PRECISION"]),
+        min_coverage=float(os.environ["MIN_COVERAGE"]),
+    )
+    logger.info("evaluation", extra={"model_version": result["model_version"], "gate": result["gate"]["summary"], **result["metrics"]})
+    return result

@@ -1,0 +1,122 @@
+"""Routing Lambda: intake SQS batch -> endpoint (once per batch) -> team queue or human review.
+
+Thin: parsing, scoring, deciding and dispatching live in `sav_router.aws.routing`.
+Each message is processed at most once per message id (DynamoDB idempotency);
+a message whose dispatch fails is reported as a batch item failure and retried.
+Logs carry ids, labels, teams and reasons, never request text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
+from botocore.config import Config
+
+from sav_router.aws.routing import (
+    Dispatcher,
+    EndpointScorer,
+    IntakeRequest,
+    MalformedMessage,
+    ModelUnavailable,
+    PolicyStore,
+    TrafficLog,
+    decide_request,
+    parse_request,
+)
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+# Standard retry mode: throttling and 5xx are retried with backoff before we give up.
+runtime = boto3.client("sagemaker-runtime", config=Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=10))
+s3 = boto3.client("s3")
+sqs = boto3.client("sqs")
+ssm = boto3.client("ssm")
+
+scorer = EndpointScorer(runtime, os.environ["ENDPOINT_NAME"])
+policies = PolicyStore(
+    s3=s3,
+    bucket=os.environ["ARTIFACTS_BUCKET"],
+    ssm=ssm,
+    overrides_parameter=os.environ.get("OVERRIDES_PARAMETER") or None,
+    ttl_seconds=float(os.environ.get("OVERRIDES_TTL_SECONDS", "60")),
+)
+team_queues: dict[str, str] = json.loads(os.environ["TEAM_QUEUES"])
+dispatcher = Dispatcher(sqs, team_queues=team_queues, review_queue_url=os.environ["REVIEW_QUEUE_URL"], dead_letter_url=os.environ["INTAKE_DLQ_URL"])
+traffic = TrafficLog(s3, os.environ["ARTIFACTS_BUCKET"])
+processor = BatchProcessor(event_type=EventType.SQS)
+idempotency = IdempotencyConfig(event_key_jmespath="messageId", expires_after_seconds=int(os.environ.get("IDEMPOTENCY_TTL_SECONDS", "86400")))
+persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"])
+
+
+class _Batch:
+    """What the record handler needs about the current batch (scores, outcomes for the traffic log)."""
+
+    predictions: dict = {}
+    routed: list[tuple[IntakeRequest, dict]] = []
+
+
+@idempotent_function(data_keyword_argument="message", config=idempotency, persistence_store=persistence)
+def handle_message(*, message: dict) -> dict:
+    message_id = message["messageId"]
+    try:
+        request = parse_request(message_id, message["body"])
+    except MalformedMessage as exc:
+        dispatcher.dead_letter(message_id, message["body"], str(exc))
+        logger.warning("malformed message sent to the dead-letter queue", extra={"message_id": message_id, "reason": str(exc)})
+        metrics.add_metric(name="Malformed", unit=MetricUnit.Count, value=1)
+        return {"message_id": message_id, "outcome": "dead_letter", "reason": str(exc)}
+    record = decide_request(request, _Batch.predictions.get(message_id), policies, teams_with_queue=frozenset(team_queues))
+    where = dispatcher.send(request, record)
+    _Batch.routed.append((request, record))
+    metrics.add_metric(name="Routed" if record["decision"] == "route" else "Escalated", unit=MetricUnit.Count, value=1)
+    for reason in record["reasons"]:
+        metrics.add_metric(name=f"Escalation_{reason}", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "request dispatched",
+        extra={"request_id": request.id, "message_id": message_id, "to": where, "label": record["label"], "reasons": record["reasons"], "confidence": record["confidence"]},
+    )
+    return {"message_id": message_id, "outcome": where, "request_id": request.id}
+
+
+def record_handler(record) -> dict:
+    return handle_message(message=record.raw_event)
+
+
+def _score(event: dict) -> dict:
+    requests = []
+    for message in event.get("Records", []):
+        try:
+            request = parse_request(message["messageId"], message["body"])
+        except MalformedMessage:
+            continue  # handled (dead-lettered) by the record handler
+        if request.text.strip():
+            requests.append(request)
+    try:
+        return scorer.score(requests)
+    except ModelUnavailable as exc:
+        logger.error("endpoint unavailable: escalating the batch", extra={"reason": str(exc), "batch_size": len(requests)})
+        metrics.add_metric(name="ModelUnavailable", unit=MetricUnit.Count, value=len(requests))
+        return {}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context) -> dict:
+    idempotency.register_lambda_context(context)
+    _Batch.predictions = _score(event)
+    _Batch.routed = []
+    response = process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    try:
+        traffic.write([r for r, _ in _Batch.routed], [d for _, d in _Batch.routed])
+    except Exception:  # noqa: BLE001 - observer-mode logging must never fail routing
+        logger.exception("traffic log write failed")
+    return response

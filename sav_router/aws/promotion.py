@@ -1,0 +1,134 @@
+"""Deploy an approved model package to the endpoint, once, with blue/green guardrails.
+
+Names are derived from the package version (`<endpoint>-v<N>`), so a repeated
+approval event finds its model, endpoint config and endpoint already in place
+and does nothing. An update while the endpoint is still changing raises
+`DeploymentInProgress`; the event is retried later and then either deploys or
+finds the work done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sav_router.aws import layout
+
+BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed")
+
+
+class DeploymentInProgress(RuntimeError):
+    """The endpoint is changing; retry the event later."""
+
+
+class NotDeployable(ValueError):
+    """The package is not approved, or its thresholds are not published for the routing Lambda."""
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    endpoint_name: str
+    execution_role_arn: str
+    kms_key_arn: str
+    instance_type: str
+    instance_count: int
+    rollback_alarms: tuple[str, ...]
+    bucket: str
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    baking_seconds: int = 600
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def deployment_config(settings: EndpointSettings) -> dict[str, Any]:
+    """Blue/green: a new fleet, a canary (all at once for a single instance), alarms watched, auto rollback."""
+    if settings.instance_count > 1:
+        routing = {"Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}, "WaitIntervalInSeconds": settings.baking_seconds}
+    else:
+        routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": settings.baking_seconds}
+    return {
+        "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing, "TerminationWaitInSeconds": settings.baking_seconds},
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in settings.rollback_alarms]},
+    }
+
+
+class Promoter:
+    def __init__(self, sagemaker: Any, s3: Any, settings: EndpointSettings) -> None:
+        self.sm, self.s3, self.settings = sagemaker, s3, settings
+
+    def promote(self, model_package_arn: str) -> dict[str, Any]:
+        package = self.sm.describe_model_package(ModelPackageName=model_package_arn)
+        if package.get("ModelApprovalStatus") != "Approved":
+            raise NotDeployable(f"{model_package_arn} is {package.get('ModelApprovalStatus')}, not Approved")
+        version = package.get("CustomerMetadataProperties", {}).get("model_version")
+        if not version:
+            raise NotDeployable(f"{model_package_arn} has no model_version metadata")
+        try:
+            self.s3.head_object(Bucket=self.settings.bucket, Key=layout.manifest_key(version))
+        except Exception as exc:  # noqa: BLE001 - without thresholds the routing Lambda would escalate everything
+            raise NotDeployable(f"thresholds of model {version} are not published at {layout.manifest_key(version)}") from exc
+        name = f"{self.settings.endpoint_name}-v{package['ModelPackageVersion']}"
+        endpoint = self._endpoint()
+        if endpoint is not None and endpoint["EndpointConfigName"] == name:
+            return {"action": "none", "reason": "already deployed", "endpoint_config": name, "model_version": version}
+        if endpoint is not None and endpoint["EndpointStatus"] in BUSY:
+            raise DeploymentInProgress(f"endpoint {self.settings.endpoint_name} is {endpoint['EndpointStatus']}")
+        self._ensure_model(name, package["InferenceSpecification"]["Containers"][0])
+        self._ensure_endpoint_config(name)
+        tags = [{"Key": k, "Value": v} for k, v in {**self.settings.tags, "model_version": version}.items()]
+        if endpoint is None:
+            self.sm.create_endpoint(EndpointName=self.settings.endpoint_name, EndpointConfigName=name, Tags=tags)
+            return {"action": "created", "endpoint_config": name, "model_version": version}
+        self.sm.update_endpoint(
+            EndpointName=self.settings.endpoint_name,
+            EndpointConfigName=name,
+            DeploymentConfig=deployment_config(self.settings),
+            RetainAllVariantProperties=False,
+        )
+        return {"action": "updated", "endpoint_config": name, "previous_config": endpoint["EndpointConfigName"], "model_version": version}
+
+    def _endpoint(self) -> dict[str, Any] | None:
+        try:
+            return self.sm.describe_endpoint(EndpointName=self.settings.endpoint_name)
+        except self.sm.exceptions.ClientError as exc:
+            if "Could not find endpoint" in str(exc):
+                return None
+            raise
+
+    def _ensure_model(self, name: str, container: dict[str, Any]) -> None:
+        try:
+            self.sm.describe_model(ModelName=name)
+            return
+        except self.sm.exceptions.ClientError as exc:
+            if "Could not find model" not in str(exc):
+                raise
+        spec: dict[str, Any] = {
+            "ModelName": name,
+            "PrimaryContainer": {"Image": container["Image"], "ModelDataUrl": container["ModelDataUrl"]},
+            "ExecutionRoleArn": self.settings.execution_role_arn,
+            "EnableNetworkIsolation": True,
+        }
+        if self.settings.subnets:
+            spec["VpcConfig"] = {"Subnets": list(self.settings.subnets), "SecurityGroupIds": list(self.settings.security_groups)}
+        self.sm.create_model(**spec)
+
+    def _ensure_endpoint_config(self, name: str) -> None:
+        try:
+            self.sm.describe_endpoint_config(EndpointConfigName=name)
+            return
+        except self.sm.exceptions.ClientError as exc:
+            if "Could not find endpoint configuration" not in str(exc) and "Could not find endpoint config" not in str(exc):
+                raise
+        self.sm.create_endpoint_config(
+            EndpointConfigName=name,
+            KmsKeyId=self.settings.kms_key_arn,
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": name,
+                    "InitialInstanceCount": self.settings.instance_count,
+                    "InstanceType": self.settings.instance_type,
+                    "InitialVariantWeight": 1.0,
+                }
+            ],
+        )

@@ -1,0 +1,248 @@
+"""Route one SQS batch of intake requests: parse, score once, decide, dispatch.
+
+The endpoint returns calibrated scores; the decision is re-made here with the
+policy of the model version that produced them (its `router.json`, stored at
+`models/manifests/<version>.json` by the pipeline), tightened by the operators'
+overrides (an SSM parameter). Anything that prevents a trustworthy decision
+(endpoint down, unreadable answer, unknown policy) escalates with
+`model_unavailable`: a request is never lost and never misrouted. Request text
+goes to the destination queues and the encrypted traffic log only, never to
+logs or metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from sav_router.aws import layout
+from sav_router.aws.s3io import put_jsonl
+from sav_router.bundle import Manifest
+from sav_router.policy import (
+    decision_record,
+    EMPTY_TEXT,
+    MODEL_UNAVAILABLE,
+    NO_TEAM_FOR_LABEL,
+    ROUTE,
+    Decision,
+    RoutingPolicy,
+    decide,
+    escalation,
+)
+
+MAX_TEXT_CHARS = 20_000  # far above any real request; bounds the endpoint payload
+
+
+class MalformedMessage(ValueError):
+    """The message cannot be a request: it goes to the dead-letter queue, not to a human."""
+
+
+@dataclass(frozen=True)
+class IntakeRequest:
+    message_id: str
+    id: str
+    text: str
+
+
+def parse_request(message_id: str, body: str) -> IntakeRequest:
+    """`{"id": ..., "text": ...}` (other fields ignored); raise MalformedMessage with a loggable reason."""
+    try:
+        data = json.loads(body)
+    except (TypeError, json.JSONDecodeError):
+        raise MalformedMessage("body is not JSON") from None
+    if not isinstance(data, dict):
+        raise MalformedMessage("body is not a JSON object")
+    request_id = data.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, (str, int)) or not str(request_id).strip():
+        raise MalformedMessage("missing or invalid 'id'")
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise MalformedMessage("missing or non-string 'text'")
+    if len(text) > MAX_TEXT_CHARS:
+        raise MalformedMessage(f"'text' longer than {MAX_TEXT_CHARS} characters")
+    return IntakeRequest(message_id=message_id, id=str(request_id), text=text)
+
+
+class ModelUnavailable(RuntimeError):
+    """The endpoint gave no usable answer (after the client's retries)."""
+
+
+class EndpointScorer:
+    """One `InvokeEndpoint` per batch; instances are keyed by SQS message id (unique in a batch)."""
+
+    def __init__(self, runtime: Any, endpoint_name: str) -> None:
+        self.runtime = runtime
+        self.endpoint_name = endpoint_name
+
+    def score(self, requests: Sequence[IntakeRequest]) -> dict[str, Mapping[str, Any]]:
+        if not requests:
+            return {}
+        body = json.dumps({"instances": [{"id": r.message_id, "text": r.text} for r in requests]}, ensure_ascii=False)
+        try:
+            response = self.runtime.invoke_endpoint(
+                EndpointName=self.endpoint_name, ContentType="application/json", Accept="application/json", Body=body.encode("utf-8")
+            )
+            predictions = json.loads(response["Body"].read())["predictions"]
+        except Exception as exc:  # noqa: BLE001 - any failure here means "no model answer"
+            raise ModelUnavailable(f"{type(exc).__name__} from endpoint {self.endpoint_name}") from exc
+        if not isinstance(predictions, list):
+            raise ModelUnavailable("endpoint answer has no 'predictions' list")
+        return {str(p["id"]): p for p in predictions if isinstance(p, dict) and "id" in p}
+
+
+class PolicyStore:
+    """The policy of each model version (immutable, cached) tightened by operator overrides (TTL cache).
+
+    Overrides are a JSON object in an SSM parameter, e.g.
+    `{"threshold": 0.9, "margin": 0.2, "ood_threshold": 12.0}`; `{"threshold": 1.01}`
+    stops all routing. They can only make routing stricter (`RoutingPolicy.tightened`).
+    """
+
+    def __init__(
+        self,
+        *,
+        s3: Any,
+        bucket: str,
+        ssm: Any,
+        overrides_parameter: str | None,
+        ttl_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.s3, self.bucket, self.ssm = s3, bucket, ssm
+        self.overrides_parameter = overrides_parameter
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+        self._policies: dict[str, RoutingPolicy] = {}
+        self._overrides: dict[str, float] | None = None
+        self._overrides_at = -float("inf")
+
+    def _base_policy(self, model_version: str) -> RoutingPolicy | None:
+        if model_version not in self._policies:
+            try:
+                body = self.s3.get_object(Bucket=self.bucket, Key=layout.manifest_key(model_version))["Body"].read()
+                manifest = Manifest.from_dict(json.loads(body), source=layout.manifest_key(model_version))
+            except Exception:  # noqa: BLE001 - missing, unreadable or S3 unavailable: unknown policy, never a guess
+                return None
+            if manifest.model_version != model_version:
+                return None
+            self._policies[model_version] = manifest.policy
+        return self._policies[model_version]
+
+    def overrides(self) -> dict[str, float] | None:
+        """Current overrides; the last good value when SSM fails; None if never read."""
+        if self.overrides_parameter is None:
+            return {}
+        if self._overrides is not None and self.clock() - self._overrides_at < self.ttl_seconds:
+            return self._overrides
+        try:
+            raw = self.ssm.get_parameter(Name=self.overrides_parameter)["Parameter"]["Value"]
+            data = json.loads(raw) if raw.strip() else {}
+            if not isinstance(data, dict):
+                raise ValueError("overrides must be a JSON object")
+            self._overrides = {k: float(data[k]) for k in ("threshold", "margin", "ood_threshold") if data.get(k) is not None}
+            self._overrides_at = self.clock()
+        except Exception:  # noqa: BLE001 - keep the last known overrides
+            pass
+        return self._overrides
+
+    def policy_for(self, model_version: str | None) -> RoutingPolicy | None:
+        if not model_version:
+            return None
+        policy = self._base_policy(model_version)
+        overrides = self.overrides()
+        if policy is None or overrides is None:
+            return None
+        return policy.tightened(**overrides)
+
+
+def decide_request(
+    request: IntakeRequest,
+    prediction: Mapping[str, Any] | None,
+    policies: PolicyStore,
+    *,
+    teams_with_queue: frozenset[str],
+) -> dict[str, Any]:
+    """The decision record for one request (the `decision_record` format of the CLI)."""
+    if not request.text.strip():
+        return decision_record(request.id, escalation(EMPTY_TEXT), {})
+    if prediction is None or "error" in prediction or not isinstance(prediction.get("scores"), Mapping) or not prediction["scores"]:
+        version = None if prediction is None else prediction.get("model_version")
+        return decision_record(request.id, escalation(MODEL_UNAVAILABLE, model_version=version), {})
+    version = prediction.get("model_version")
+    policy = policies.policy_for(version)
+    if policy is None:
+        return decision_record(request.id, escalation(MODEL_UNAVAILABLE, model_version=version), {})
+    scores = {str(k): float(v) for k, v in prediction["scores"].items()}
+    ood = prediction.get("ood_score")
+    try:
+        decision = decide(scores, policy, ood_score=None if ood is None else float(ood), model_version=version)
+    except (TypeError, ValueError):
+        return decision_record(request.id, escalation(MODEL_UNAVAILABLE, model_version=version), {})
+    if decision.routed and decision.team not in teams_with_queue:
+        decision = _no_queue(decision)
+    return decision_record(request.id, decision, scores)
+
+
+def _no_queue(decision: Decision) -> Decision:
+    # A team the deployment has no queue for: a human decides, it is not dropped.
+    return replace(decision, decision="escalate", reasons=(*decision.reasons, NO_TEAM_FOR_LABEL))
+
+
+class Dispatcher:
+    """Send a decided request to its team queue or to the human-review queue; malformed ones to the DLQ."""
+
+    def __init__(self, sqs: Any, *, team_queues: Mapping[str, str], review_queue_url: str, dead_letter_url: str) -> None:
+        self.sqs = sqs
+        self.team_queues = dict(team_queues)
+        self.review_queue_url = review_queue_url
+        self.dead_letter_url = dead_letter_url
+
+    def destination(self, record: Mapping[str, Any]) -> tuple[str, str]:
+        """(label for logs, queue URL)."""
+        if record["decision"] == ROUTE:
+            return f"team:{record['team']}", self.team_queues[record["team"]]
+        return "review", self.review_queue_url
+
+    def send(self, request: IntakeRequest, record: Mapping[str, Any]) -> str:
+        where, url = self.destination(record)
+        attributes = {
+            "decision": {"DataType": "String", "StringValue": record["decision"]},
+            "request_id": {"DataType": "String", "StringValue": request.id},
+        }
+        if record["reasons"]:
+            attributes["reasons"] = {"DataType": "String", "StringValue": ",".join(record["reasons"])}
+        body = {"request": {"id": request.id, "text": request.text}, "decision": record}
+        self.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body, ensure_ascii=False), MessageAttributes=attributes)
+        return where
+
+    def dead_letter(self, message_id: str, body: str, reason: str) -> None:
+        self.sqs.send_message(
+            QueueUrl=self.dead_letter_url,
+            MessageBody=body,
+            MessageAttributes={
+                "reason": {"DataType": "String", "StringValue": reason},
+                "source_message_id": {"DataType": "String", "StringValue": message_id},
+            },
+        )
+
+
+class TrafficLog:
+    """Requests and decisions of a batch as JSON lines under `traffic/` (observer mode reads them)."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3, self.bucket = s3, bucket
+
+    def write(self, requests: Sequence[IntakeRequest], records: Sequence[Mapping[str, Any]], *, now: datetime | None = None) -> str | None:
+        if not requests:
+            return None
+        now = now or datetime.now(timezone.utc)
+        name = f"{now.strftime('%H%M%S')}-{uuid.uuid4().hex}.jsonl"
+        day = layout.traffic_day(now)
+        put_jsonl(self.s3, self.bucket, f"{layout.TRAFFIC_REQUESTS}{day}{name}", ({"id": r.id, "text": r.text} for r in requests))
+        put_jsonl(self.s3, self.bucket, f"{layout.TRAFFIC_DECISIONS}{day}{name}", records)
+        return name

@@ -1,0 +1,40 @@
+"""Operations stack: alarms on DLQs, escalation rate, pipeline failures, functions; the dashboard."""
+
+from __future__ import annotations
+
+from template_helpers import render, resources
+
+
+def alarms(synthesized) -> list[dict]:
+    return [a["Properties"] for a in resources(synthesized.raw["operations"], "AWS::CloudWatch::Alarm").values()]
+
+
+def test_every_dead_letter_queue_is_alarmed(synthesized):
+    dlq_alarms = [a for a in alarms(synthesized) if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"]
+    assert len(dlq_alarms) == 6 and all(a["Threshold"] == 1 and a["Statistic"] == "Maximum" for a in dlq_alarms)
+    assert all("dead-letter" in a["AlarmDescription"] for a in dlq_alarms)
+
+
+def test_escalation_rate_spike_alarm_uses_the_routing_metrics(synthesized):
+    (rate,) = [a for a in alarms(synthesized) if "Metrics" in a]
+    expression = next(m for m in rate["Metrics"] if "Expression" in m)["Expression"]
+    assert expression == "IF(routed + escalated >= 20, escalated / (routed + escalated), 0)"
+    inputs = {m["Id"]: m["MetricStat"]["Metric"] for m in rate["Metrics"] if "MetricStat" in m}
+    assert inputs["routed"]["MetricName"] == "Routed" and inputs["escalated"]["MetricName"] == "Escalated"
+    assert inputs["routed"]["Namespace"] == "SavRouter" and rate["Threshold"] == 0.6
+
+
+def test_pipeline_failures_and_function_errors_alarm_to_the_topic(synthesized):
+    props = alarms(synthesized)
+    names = {a["MetricName"] for a in props if "MetricName" in a}
+    assert {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted", "Errors", "ModelUnavailable", "ApproximateAgeOfOldestMessage"} <= names
+    assert all(render(a["AlarmActions"][0]) == "sav-router-alarm-topic-arn" for a in props)
+
+
+def test_endpoint_alarms_notify_and_dashboard_exists(synthesized):
+    serving_alarms = [a["Properties"] for a in resources(synthesized.raw["serving"], "AWS::CloudWatch::Alarm").values()]
+    assert all(a.get("AlarmActions") for a in serving_alarms)
+    (dashboard,) = resources(synthesized.raw["operations"], "AWS::CloudWatch::Dashboard").values()
+    body = render(dashboard["Properties"]["DashboardBody"])
+    assert dashboard["Properties"]["DashboardName"] == "sav-router-operations"
+    assert "Escalation reasons" in body and "Training pipeline" in body and "Endpoint 5xx" in body

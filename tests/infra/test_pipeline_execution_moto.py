@@ -1,0 +1,189 @@
+"""The synthesized training state machine, executed end to end in moto's Step Functions interpreter.
+
+The definition comes from the synthesized template (intrinsics resolved to the
+names moto uses); its Lambda steps run the real handlers in-process; SageMaker
+calls are moto's, with `fake_sagemaker` playing the containers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.awslambda_simple.models import LambdaSimpleBackend
+
+import aws_env
+import fake_sagemaker
+from cfn_resolve import Resolver
+from template_helpers import REPO, resources
+
+BUCKET = "sav-router-artifacts-test"
+SAMPLES = REPO / "sav_router" / "samples" / "annotations.jsonl"
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+
+
+class FakeContext:
+    function_name = "pipeline-step"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = f"arn:aws:lambda:{aws_env.REGION}:{aws_env.ACCOUNT}:function:pipeline-step"
+    aws_request_id = "test-request"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 600_000
+
+
+def load_handler(name: str):
+    spec = importlib.util.spec_from_file_location(f"lambda_{name}", REPO / "lambdas" / name / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+
+
+@pytest.fixture
+def pipeline(synthesized, monkeypatch):
+    """The deployed pipeline, in moto: bucket, model package group, state machine, Lambda dispatch."""
+    config = synthesized.config
+    resolve = Resolver(region=aws_env.REGION, account=aws_env.ACCOUNT, imports={
+        f"{config.prefix}-bucket-name": BUCKET, f"{config.prefix}-bucket-arn": f"arn:aws:s3:::{BUCKET}",
+        f"{config.prefix}-key-arn": f"arn:aws:kms:{aws_env.REGION}:{aws_env.ACCOUNT}:key/test",
+        f"{config.prefix}-sagemaker-role-arn": f"arn:aws:iam::{aws_env.ACCOUNT}:role/sagemaker",
+        f"{config.prefix}-image-uri": aws_env.IMAGE_URI, f"{config.prefix}-alarm-topic-arn": "unused",
+    })
+    raw = synthesized.raw["pipeline"]
+    (machine,) = resources(raw, "AWS::StepFunctions::StateMachine").values()
+    definition = resolve(machine["Properties"]["DefinitionString"])
+    functions = {logical_id: (fn["Properties"]["Environment"]["Variables"]) for logical_id, fn in resources(raw, "AWS::Lambda::Function").items()}
+    handlers: dict[str, object] = {}
+    calls: list[str] = []
+
+    def invoke(self, function_name, qualifier, body, headers, response_headers):
+        logical_id = function_name.rsplit(":", 1)[-1]
+        environment = resolve(functions[logical_id])
+        name = environment["POWERTOOLS_SERVICE_NAME"]
+        calls.append(name)
+        with monkeypatch.context() as patch:
+            for key, value in environment.items():
+                patch.setenv(key, value)
+            handler = handlers.setdefault(name, load_handler(name))
+            try:
+                result = handler(json.loads(body), FakeContext())
+            except Exception as exc:  # what the Lambda service answers for an unhandled error
+                response_headers["x-amz-function-error"] = "Unhandled"
+                return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
+        return json.dumps(result).encode()
+
+    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+    with mock_aws(config=MOTO_CONFIG):
+        boto3.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": aws_env.REGION})
+        boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName=f"{config.prefix}-models")
+        sfn = boto3.client("stepfunctions")
+        arn = sfn.create_state_machine(name=f"{config.prefix}-training", definition=definition,
+                                       roleArn=f"arn:aws:iam::{aws_env.ACCOUNT}:role/sfn")["stateMachineArn"]
+        yield {"arn": arn, "calls": calls, "config": config, "definition": json.loads(definition)}
+
+
+def drop_annotations() -> dict[str, str]:
+    rows = [json.loads(line) for line in SAMPLES.read_text().splitlines() if line.strip()]
+    body = "".join(json.dumps(row) + "\n" for row in rows)
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="annotations/platform/export-1.jsonl", Body=body.encode())
+    return {row["text"]: row["label"] for row in rows}
+
+
+def log_production_traffic(n: int = 60) -> None:
+    """What the routing Lambda writes under traffic/: requests, and production decisions (all escalated).
+
+    The requests reuse annotated ids: reviewers have since labeled them, so the comparison has gold labels.
+    """
+    rows = [json.loads(line) for line in SAMPLES.read_text().splitlines() if line.strip()][:n]
+    requests = [{"id": row["id"], "text": row["text"]} for row in rows]
+    decisions = [{"id": row["id"], "decision": "escalate", "label": row["label"], "team": None, "confidence": 0.5,
+                  "reasons": ["low_confidence"], "top_k": [], "model_version": "older", "ood_score": None, "scores": {}} for row in rows]
+    day = fake_sagemaker.now().strftime("dt=%Y-%m-%d")
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=BUCKET, Key=f"traffic/requests/{day}/000000-a.jsonl", Body="".join(json.dumps(r) + "\n" for r in requests).encode())
+    s3.put_object(Bucket=BUCKET, Key=f"traffic/decisions/{day}/000000-a.jsonl", Body="".join(json.dumps(d) + "\n" for d in decisions).encode())
+
+
+def run(arn: str, name: str, timeout: float = 60) -> dict:
+    sfn = boto3.client("stepfunctions")
+    execution = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps({"trigger": "test"}))["executionArn"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = sfn.describe_execution(executionArn=execution)
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.2)
+    raise AssertionError(f"execution {name} still running after {timeout}s")
+
+
+def labels_of(config) -> list[str]:
+    return sorted(label for labels in config.teams.values() for label in labels)
+
+
+def test_good_candidate_runs_every_step_and_is_registered_pending_approval(pipeline):
+    # GIVEN annotations in the bucket, logged production traffic, and a candidate that gets the labels right
+    truth = drop_annotations()
+    log_production_traffic()
+    containers = fake_sagemaker.FakeContainers(truth, labels_of(pipeline["config"]), quality="good")
+    # WHEN the synthesized state machine runs
+    with fake_sagemaker.running(containers):
+        execution = run(pipeline["arn"], "annotations-g0")
+    # THEN it succeeds through every step, in order
+    assert execution["status"] == "SUCCEEDED", execution.get("cause") or execution.get("error")
+    assert pipeline["calls"] == ["prepare_dataset", "evaluate", "shadow_prepare", "shadow_compare"]
+    (training,) = containers.training_jobs
+    assert training["name"].startswith("sav-router-annotations-g0-") and training["network_isolation"] is True
+    assert set(training["channels"]) == {"train", "teams"}
+    assert [job["name"].rsplit("-", 1)[-1] for job in containers.transform_jobs] == ["check", "shadow"]
+    assert containers.transform_jobs[0]["records"] == 337  # every check row of the sample annotations
+    assert containers.transform_jobs[1]["records"] == 60  # the logged traffic
+    # AND the evaluation report (core evaluation code) and the shadow comparison are in the bucket
+    output = json.loads(execution["output"])
+    s3 = boto3.client("s3")
+    report = json.loads(s3.get_object(Bucket=BUCKET, Key=output["evaluation"]["report_uri"].split(f"{BUCKET}/")[1])["Body"].read())
+    assert report["n_examples"] == 337 and report["routed_precision"] == 1.0 and report["coverage"] == 1.0
+    assert output["evaluation"]["gate"]["passed"] is True
+    comparison = json.loads(s3.get_object(Bucket=BUCKET, Key=output["comparison"]["report_uri"].split(f"{BUCKET}/")[1])["Body"].read())
+    assert comparison["n_compared"] == 60 and comparison["flips"]["escalate_to_route"]["count"] == 60
+    assert comparison["labeled"]["n"] == 60 and comparison["labeled"]["candidate"]["routed_precision"] == 1.0
+    # AND the thresholds of the new model are published for the routing Lambda
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"models/manifests/{fake_sagemaker.MODEL_VERSION}.json")["Body"].read())
+    assert manifest["policy"]["threshold"] == 0.9
+    # AND the candidate is registered with its reports, waiting for a human (approval mode "manual")
+    packages = boto3.client("sagemaker").list_model_packages(ModelPackageGroupName="sav-router-models")["ModelPackageSummaryList"]
+    assert len(packages) == 1 and packages[0]["ModelApprovalStatus"] == "PendingManualApproval"
+    package = boto3.client("sagemaker").describe_model_package(ModelPackageName=packages[0]["ModelPackageArn"])
+    assert package["CustomerMetadataProperties"]["model_version"] == fake_sagemaker.MODEL_VERSION
+    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == output["evaluation"]["report_uri"]
+
+
+def test_failed_quality_gate_ends_the_execution_and_registers_nothing(pipeline):
+    # GIVEN a candidate that routes confidently to the wrong label
+    truth = drop_annotations()
+    containers = fake_sagemaker.FakeContainers(truth, labels_of(pipeline["config"]), quality="bad")
+    # WHEN the state machine runs
+    with fake_sagemaker.running(containers):
+        execution = run(pipeline["arn"], "annotations-g1")
+    # THEN it fails at the gate with the reason, before observer mode and registration
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "QualityGateFailed"
+    assert "routed precision 0.0 below target 0.95" in execution["cause"]
+    assert pipeline["calls"] == ["prepare_dataset", "evaluate"]
+    assert boto3.client("sagemaker").list_model_packages(ModelPackageGroupName="sav-router-models")["ModelPackageSummaryList"] == []
+
+
+def test_no_check_annotations_fails_the_first_step_with_its_cause(pipeline):
+    # GIVEN annotations without any held-out (split=check) row
+    rows = [{"id": f"t{i}", "text": f"where is my parcel number {i}", "label": "order_status", "split": "teach"} for i in range(20)]
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="annotations/x.jsonl", Body="".join(json.dumps(r) + "\n" for r in rows).encode())
+    # WHEN the state machine runs
+    execution = run(pipeline["arn"], "annotations-g2")
+    # THEN the execution fails with the dataset step's own message and no training job was started
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "DatasetError" and "split=check" in execution["cause"]
+    assert boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
