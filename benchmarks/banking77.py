@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -251,7 +252,8 @@ def main() -> None:
             results[run].append(run_baseline("TF-IDF word+char + logistic regression", tfidf_features, rows, test, args))
             results[run].append(run_baseline("frozen MiniLM-L6 embeddings + logistic regression", frozen_embedding_features, rows, test, args))
 
-    text = [f"Command: `{' '.join(sys.argv)}`", ""]
+    load = os.getloadavg()
+    text = [f"Command: `{' '.join(sys.argv)}`", "", f"Load average at the end of the run (1/5/15 min): {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} on {os.cpu_count()} cores.", ""]
     if results["closed"]:
         text += ["### Closed set (official test, 77 intents)", "", table(results["closed"], False), ""]
     if results["open"]:

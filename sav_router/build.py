@@ -38,8 +38,8 @@ class TrainConfig:
     max_length: int = 64
     epochs: int = 4
     batch_size: int = 32
-    learning_rate: float = 8e-5
-    head_learning_rate: float = 1e-3
+    learning_rate: float = 3e-5
+    head_learning_rate: float = 3e-4
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     class_weighted: bool = False

@@ -70,6 +70,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        head_learning_rate=args.head_learning_rate,
         seed=args.seed,
         target_precision=args.target_precision,
         confidence=args.confidence,
@@ -166,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--synthetic", nargs="*", metavar="FILE", help="expert-written examples, used for training only")
     train.add_argument("--epochs", type=int, default=4)
     train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--learning-rate", type=float, default=8e-5)
+    train.add_argument("--learning-rate", type=float, default=3e-5, help="encoder learning rate (default 3e-5)")
+    train.add_argument("--head-learning-rate", type=float, default=3e-4, help="classification head learning rate (default 3e-4)")
     train.add_argument("--max-length", type=int, default=64, help="tokens kept per request (default 64)")
     train.add_argument("--seed", type=int, default=13)
     train.add_argument("--margin", type=float, action="append", help="minimum top-1 minus top-2 gap (default 0.1); repeat to let calibration pick one (Bonferroni-corrected)")
@@ -205,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart.add_argument("--base-model", help="HF model folder or id (default: packaged all-MiniLM-L6-v2)")
     quickstart.add_argument("--quiet", "-q", action="store_true")
     quickstart.set_defaults(func=_cmd_quickstart)
+
+    from sav_router.serving.commands import add_serving_commands  # serve, export-onnx
+
+    add_serving_commands(sub)
 
     from sav_router.loop_cli import add_loop_commands  # models, register, promote, rollback, route, compare, select
 

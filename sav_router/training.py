@@ -1,13 +1,16 @@
 """Fine-tuning on CPU: the `RouterClassifier` estimator.
 
 The recipe (measured on Banking77, see BENCHMARKS.md):
-1. linear probe: fit the head on frozen mean-pooled embeddings first, so
-   fine-tuning starts from a good classifier instead of a random one
+1. mean pooling, L2-normalized: the geometry the default sentence-embedding
+   checkpoint was trained for;
+2. linear probe: fit the head on frozen embeddings first (L-BFGS, light L2),
+   so fine-tuning starts from a good classifier instead of a random one
    (LP-FT, Kumar et al. 2022; it also keeps features better for OOD);
-2. fine-tune everything with AdamW, a larger learning rate for the head,
-   linear warm-up and decay, gradient clipping;
-3. length-bucketed batches with per-batch padding (most requests are short);
-4. early stopping on validation accuracy, keeping the best weights.
+3. gentle fine-tuning of everything: AdamW, 3e-5 for the encoder and 3e-4
+   for the head, linear warm-up and decay, gradient clipping (a larger rate
+   first undoes what the probe found);
+4. length-bucketed batches with per-batch padding (most requests are short);
+5. early stopping on validation accuracy, keeping the best weights.
 """
 
 from __future__ import annotations
@@ -82,8 +85,8 @@ class RouterClassifier:
         max_length: int = 64,
         epochs: int = 4,
         batch_size: int = 32,
-        learning_rate: float = 8e-5,
-        head_learning_rate: float = 1e-3,
+        learning_rate: float = 3e-5,
+        head_learning_rate: float = 3e-4,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.06,
         dropout: float = 0.1,
