@@ -73,6 +73,7 @@ class DeploymentConfig:
     alarm_email: str | None = None
     log_retention_days: int = 90
     escalation_rate_alarm: float = 0.6  # share of requests escalated over 15 minutes
+    audit_share: float = 0.02  # share of routed requests also sent to human review, to measure live precision
     retain_data: bool = True  # keep the bucket, key and tables on stack deletion
 
     def __post_init__(self) -> None:
@@ -90,6 +91,8 @@ class DeploymentConfig:
         labels = [label for labels in self.teams.values() for label in labels]
         if len(labels) != len(set(labels)):
             raise ConfigError("a label is assigned to two teams")
+        if not 0 <= self.audit_share <= 1:
+            raise ConfigError("auditShare must be within [0, 1]")
         if self.poll_seconds < 1 or self.min_new_annotations < 1:
             raise ConfigError("pollSeconds and minNewAnnotations must be >= 1")
 
@@ -125,6 +128,6 @@ def from_context(raw: Mapping[str, Any] | None) -> DeploymentConfig:
         "minCoverage": "min_coverage", "approvalMode": "approval_mode", "minNewAnnotations": "min_new_annotations",
         "trafficDays": "traffic_days", "maxShadowRequests": "max_shadow_requests", "pollSeconds": "poll_seconds",
         "alarmEmail": "alarm_email", "logRetentionDays": "log_retention_days",
-        "escalationRateAlarm": "escalation_rate_alarm", "retainData": "retain_data",
+        "escalationRateAlarm": "escalation_rate_alarm", "retainData": "retain_data", "auditShare": "audit_share",
     })
     return DeploymentConfig(teams=teams, training=training, endpoint=endpoint, vpc=vpc, **values)

@@ -54,6 +54,7 @@ class RoutingService(Construct):
                 "REVIEW_QUEUE_URL": self.review.queue_url,
                 "INTAKE_DLQ_URL": self.intake_dlq.queue_url,
                 "IDEMPOTENCY_TABLE": self.idempotency.table_name,
+                "AUDIT_SHARE": str(config.audit_share),
             },
         )
         self.handler = self.function.function

@@ -49,7 +49,13 @@ policies = PolicyStore(
     ttl_seconds=float(os.environ.get("OVERRIDES_TTL_SECONDS", "60")),
 )
 team_queues: dict[str, str] = json.loads(os.environ["TEAM_QUEUES"])
-dispatcher = Dispatcher(sqs, team_queues=team_queues, review_queue_url=os.environ["REVIEW_QUEUE_URL"], dead_letter_url=os.environ["INTAKE_DLQ_URL"])
+dispatcher = Dispatcher(
+    sqs,
+    team_queues=team_queues,
+    review_queue_url=os.environ["REVIEW_QUEUE_URL"],
+    dead_letter_url=os.environ["INTAKE_DLQ_URL"],
+    audit_share=float(os.environ.get("AUDIT_SHARE", "0")),
+)
 traffic = TrafficLog(s3, os.environ["ARTIFACTS_BUCKET"])
 processor = BatchProcessor(event_type=EventType.SQS)
 idempotency = IdempotencyConfig(event_key_jmespath="messageId", expires_after_seconds=int(os.environ.get("IDEMPOTENCY_TTL_SECONDS", "86400")))

@@ -13,6 +13,7 @@ logs or metrics.
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -196,11 +197,24 @@ def _no_queue(decision: Decision) -> Decision:
 class Dispatcher:
     """Send a decided request to its team queue or to the human-review queue; malformed ones to the DLQ."""
 
-    def __init__(self, sqs: Any, *, team_queues: Mapping[str, str], review_queue_url: str, dead_letter_url: str) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        *,
+        team_queues: Mapping[str, str],
+        review_queue_url: str,
+        dead_letter_url: str,
+        audit_share: float = 0.0,
+        rng: Callable[[], float] | None = None,
+    ) -> None:
+        if not 0.0 <= audit_share <= 1.0:
+            raise ValueError("audit share must be within [0, 1]")
         self.sqs = sqs
         self.team_queues = dict(team_queues)
         self.review_queue_url = review_queue_url
         self.dead_letter_url = dead_letter_url
+        self.audit_share = audit_share
+        self.rng = rng or random.random
 
     def destination(self, record: Mapping[str, Any]) -> tuple[str, str]:
         """(label for logs, queue URL)."""
@@ -218,6 +232,11 @@ class Dispatcher:
             attributes["reasons"] = {"DataType": "String", "StringValue": ",".join(record["reasons"])}
         body = {"request": {"id": request.id, "text": request.text}, "decision": record}
         self.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body, ensure_ascii=False), MessageAttributes=attributes)
+        if record["decision"] == ROUTE and self.audit_share and self.rng() < self.audit_share:
+            # Audit sample: routed as decided, and also labeled blind by a reviewer to measure live precision.
+            audit = {**attributes, "audit": {"DataType": "String", "StringValue": "true"}}
+            self.sqs.send_message(QueueUrl=self.review_queue_url, MessageBody=json.dumps(body | {"audit": True}, ensure_ascii=False), MessageAttributes=audit)
+            where += "+audit"
         return where
 
     def dead_letter(self, message_id: str, body: str, reason: str) -> None:

@@ -22,6 +22,7 @@ def test_cdk_json_parses_into_typed_config():
     assert config.approval_mode == "manual" and config.target_precision == 0.95
     assert config.teams["billing"] == ("double_charge", "invoice_request", "payment_failure")
     assert config.training.instance_type == "ml.m5.2xlarge" and not config.vpc.enabled
+    assert config.audit_share == 0.02
 
 
 @pytest.mark.parametrize("change, message", [
@@ -31,6 +32,7 @@ def test_cdk_json_parses_into_typed_config():
     ({"targetPrecision": 1.5}, "targetPrecision"),
     ({"prefix": "Way-Too-Long-And-Uppercase-Prefix"}, "prefix"),
     ({"unknownKey": 1}, "unknown configuration keys"),
+    ({"auditShare": 1.5}, "auditShare"),
 ])
 def test_invalid_configuration_is_refused_with_the_key_named(change, message):
     from infra.config import ConfigError, from_context

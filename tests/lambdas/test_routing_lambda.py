@@ -184,3 +184,27 @@ def test_unknown_model_version_and_empty_text_are_escalated(deployment, context)
     # THEN neither is routed: unknown policy -> model_unavailable, blank -> empty_text
     review = {m["request"]["id"]: m["decision"]["reasons"] for m in bodies(drain(deployment["sqs"], deployment["queues"]["review"]))}
     assert review == {"r1": ["model_unavailable"], "r2": ["empty_text"]}
+
+
+def test_audit_share_sends_routed_requests_for_blind_review_too(deployment, context, monkeypatch):
+    # GIVEN every routed request is sampled for audit
+    monkeypatch.setenv("AUDIT_SHARE", "1.0")
+    handler = load_handler_module("routing")
+    event = sqs_event([request("r1", "where is my parcel"), request("r2", "hmm")], message_ids=["m1", "m2"])
+    endpoint_answers([prediction("m1", "order_status", 0.97), prediction("m2", "warranty_claim", 0.5)])
+    # WHEN the batch is handled
+    assert handler.handler(event, context) == {"batchItemFailures": []}
+    # THEN the routed request reached its team AND the review queue flagged as an audit sample
+    sqs, queues = deployment["sqs"], deployment["queues"]
+    assert [m["request"]["id"] for m in bodies(drain(sqs, queues["orders"]))] == ["r1"]
+    review = {m["request"]["id"]: m for m in bodies(drain(sqs, queues["review"]))}
+    assert set(review) == {"r1", "r2"}
+    assert review["r1"]["audit"] is True and review["r1"]["decision"]["decision"] == "route"
+    assert "audit" not in review["r2"]  # an escalation is reviewed as such, not as an audit sample
+
+
+def test_audit_sampling_is_off_by_default(deployment, context):
+    event = sqs_event([request("r1", "where is my parcel")], message_ids=["m1"])
+    endpoint_answers([prediction("m1", "order_status", 0.97)])
+    assert deployment["handler"].handler(event, context) == {"batchItemFailures": []}
+    assert drain(deployment["sqs"], deployment["queues"]["review"]) == []
