@@ -221,6 +221,9 @@ class RouterClassifier:
         loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=self.label_smoothing)
         lengths = encoded.lengths
         best_accuracy, best_state, stale, step = -1.0, None, 0, 0
+        if self.history_.probe_accuracy is not None:
+            # Fine-tuning has to beat the probe on validation to be kept (epoch 0 = the probe alone).
+            best_accuracy, best_state = self.history_.probe_accuracy, copy.deepcopy(network.state_dict())
         for epoch in range(1, self.epochs + 1):
             network.train()
             started, seen, running = time.perf_counter(), 0, 0.0
@@ -270,6 +273,8 @@ class RouterClassifier:
                 break
         if best_state is not None and self.history_.best_epoch != self.history_.epochs[-1].epoch:
             network.load_state_dict(best_state)
+            if self.history_.best_epoch == 0:
+                self._say("fine-tuning did not beat the linear probe on validation: keeping the probe")
         network.eval()
 
     # -- inference -----------------------------------------------------------
