@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test install benchmark clean
+.PHONY: quickstart test install benchmark benchmark-serving clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: $(STAMP)
 
 benchmark: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/banking77.py
+
+benchmark-serving: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/serving.py --model runs/banking77/model_closed --threads 2 --http-seconds 30 --users 50
 
 clean:
 	rm -rf $(VENV) sav-router-quickstart runs .pytest_cache

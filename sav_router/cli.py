@@ -208,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart.add_argument("--quiet", "-q", action="store_true")
     quickstart.set_defaults(func=_cmd_quickstart)
 
+    from sav_router.serving.commands import add_serving_commands  # serve, export-onnx
+
+    add_serving_commands(sub)
+
     from sav_router.loop_cli import add_loop_commands  # models, register, promote, rollback, route, compare, select
 
     add_loop_commands(sub)

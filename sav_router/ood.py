@@ -30,15 +30,19 @@ class MahalanobisOOD:
         covariance, _ = ledoit_wolf(centered, assume_centered=True)
         self.means_ = means.astype(np.float32)
         self.precision_ = np.linalg.pinv(covariance).astype(np.float32)
+        self._cache_mean_term()
         return self
+
+    def _cache_mean_term(self) -> None:
+        # mu_k^T P mu_k does not depend on the request: computed once, not per call
+        self.mean_term_ = np.einsum("ij,ij->i", self.means_ @ self.precision_, self.means_)
 
     def score(self, embeddings: np.ndarray) -> np.ndarray:
         x = np.asarray(embeddings, dtype=np.float32)
         projected = x @ self.precision_
         self_term = np.einsum("ij,ij->i", projected, x)
         cross = projected @ self.means_.T
-        mean_term = np.einsum("ij,ij->i", self.means_ @ self.precision_, self.means_)
-        distances = self_term[:, None] - 2.0 * cross + mean_term[None, :]
+        distances = self_term[:, None] - 2.0 * cross + self.mean_term_[None, :]
         return np.sqrt(np.maximum(distances.min(axis=1), 0.0)).astype(np.float64)
 
     def fit_threshold(self, in_distribution_embeddings: np.ndarray) -> "MahalanobisOOD":
@@ -56,4 +60,5 @@ class MahalanobisOOD:
         detector.means_ = np.asarray(tensors["means"], dtype=np.float32)
         detector.precision_ = np.asarray(tensors["precision"], dtype=np.float32)
         detector.threshold_ = float(threshold)
+        detector._cache_mean_term()
         return detector

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from sav_router.bundle import Manifest
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 class InferenceBackend(Protocol):
@@ -28,4 +28,8 @@ def load_backend(name: str, bundle_dir: str | Path, manifest: Manifest, *, num_t
         from sav_router.backends.torch_backend import TorchBackend
 
         return TorchBackend(bundle_dir, manifest, num_threads=num_threads)
+    if name in ("onnx", "onnx-int8"):
+        from sav_router.backends.onnx_backend import OnnxBackend
+
+        return OnnxBackend(bundle_dir, manifest, variant=name, num_threads=num_threads)
     raise ValueError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")

@@ -1,0 +1,70 @@
+"""The `serve` and `export-onnx` subcommands (parsers here, heavy imports inside the handlers)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+SERVE_BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from sav_router.serving.runner import serve
+    from sav_router.serving.settings import ServeSettings
+
+    settings = ServeSettings.resolve(
+        max_payload_mb=args.max_payload_mb,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_concurrent_transforms=args.max_concurrent_transforms,
+    )
+    return serve(
+        args.model,
+        port=args.port,
+        host=args.host,
+        backend=args.backend,
+        num_threads=args.threads,
+        settings=settings,
+        graceful_timeout_s=args.graceful_timeout,
+        access_log=args.access_log,
+        log_level=args.log_level,
+    )
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from sav_router.backends.onnx_export import prepare_onnx
+    from sav_router.data.annotations import Columns, load_annotations
+
+    texts: list[str] = []
+    labels: list[str] = []
+    if args.check:
+        records = load_annotations(args.check, columns=Columns(text=args.text_column, label=args.label_column)).records
+        texts, labels = [r.text for r in records], [r.label for r in records]
+    serving = prepare_onnx(args.model_dir, texts=texts, labels=labels, num_threads=args.threads, log=lambda m: print(m, file=sys.stderr))
+    print(f"exported {', '.join(serving['onnx']['files'].values())}; serving backend recorded in the bundle: {serving['backend']}")
+    return 0
+
+
+def add_serving_commands(sub) -> None:
+    serve = sub.add_parser("serve", help="run the SageMaker-compatible HTTP server (/ping, /invocations)")
+    serve.add_argument("--model", metavar="DIR", help="bundle folder or model.tar.gz (default: /opt/ml/model)")
+    serve.add_argument("--port", type=int, help="default: $SAGEMAKER_BIND_TO_PORT or 8080")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; the container binds 0.0.0.0)")
+    serve.add_argument("--backend", choices=SERVE_BACKENDS, help="default: $SAV_ROUTER_BACKEND, else the bundle's recorded choice, else torch")
+    serve.add_argument("--threads", type=int, help="inference threads (default: usable cores)")
+    serve.add_argument("--max-batch-size", type=int, help="texts per model call when batching concurrent requests (default 64)")
+    serve.add_argument("--max-wait-ms", type=float, help="how long a model call waits for concurrent requests to join (default 0: no timed wait)")
+    serve.add_argument("--max-payload-mb", type=int, help="request size limit (default 6, SageMaker's real-time limit)")
+    serve.add_argument("--max-concurrent-transforms", type=int, help="advertised to Batch Transform (default 2)")
+    serve.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds in-flight requests get on SIGTERM (default 30)")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.set_defaults(func=_cmd_serve)
+
+    export = sub.add_parser("export-onnx", help="export the bundle to ONNX (fp32 + int8) and check both against PyTorch")
+    export.add_argument("model_dir", metavar="MODEL_DIR")
+    export.add_argument("--check", nargs="+", metavar="DATA", help="labeled files for the equivalence check (needed to approve int8)")
+    export.add_argument("--text-column", default="text")
+    export.add_argument("--label-column", default="label", help="Banking77: category")
+    export.add_argument("--threads", type=int)
+    export.set_defaults(func=_cmd_export_onnx)

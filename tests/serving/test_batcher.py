@@ -1,0 +1,145 @@
+"""Dynamic micro-batching: grouping, order, limits, failures and draining on close."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from sav_router.serving.batcher import BatcherClosed, MicroBatcher
+
+
+class Recorder:
+    """A predict function that records its calls and can be slowed or made to fail."""
+
+    def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.delay = delay
+        self.fail_on = fail_on
+        self.threads: set[str] = set()
+
+    def __call__(self, texts: list[str]) -> list[str]:
+        self.calls.append(list(texts))
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay)
+        if self.fail_on in texts:
+            raise RuntimeError("model failed")
+        return [text.upper() for text in texts]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_share_model_calls_and_keep_their_results():
+    predict = Recorder(delay=0.02)
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=64, max_wait_ms=5)
+        await batcher.start()
+        jobs = [[f"r{i}-a", f"r{i}-b"] for i in range(30)]
+        results = await asyncio.gather(*(batcher.submit(texts) for texts in jobs))
+        await batcher.close()
+        return jobs, results, batcher.stats
+
+    jobs, results, stats = run(scenario())
+    assert results == [[t.upper() for t in texts] for texts in jobs]
+    assert len(predict.calls) < 10 and stats.calls == len(predict.calls) and stats.texts == 60
+    assert predict.threads == {"inference_0"}  # never on the event loop
+
+
+def test_batch_size_is_capped_except_for_one_large_request():
+    predict = Recorder(delay=0.01)
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=4, max_wait_ms=5)
+        await batcher.start()
+        await asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(12)), batcher.submit([f"big{i}" for i in range(10)]))
+        await batcher.close()
+
+    run(scenario())
+    assert max(len(call) for call in predict.calls if not call[0].startswith("big")) <= 4
+    assert ["big" + str(i) for i in range(10)] in predict.calls
+
+
+def test_a_lone_request_waits_at_most_max_wait():
+    predict = Recorder()
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_wait_ms=20)
+        await batcher.start()
+        started = time.perf_counter()
+        await batcher.submit(["alone"])
+        elapsed = time.perf_counter() - started
+        await batcher.close()
+        return elapsed
+
+    assert run(scenario()) < 0.5
+    assert predict.calls == [["alone"]]
+
+
+def test_a_failed_call_fails_its_requests_only():
+    predict = Recorder(delay=0.02, fail_on="boom")
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_wait_ms=10)
+        await batcher.start()
+        first = await asyncio.gather(batcher.submit(["ok"]), batcher.submit(["boom"]), return_exceptions=True)
+        after = await batcher.submit(["later"])
+        await batcher.close()
+        return first, after
+
+    first, after = run(scenario())
+    assert all(isinstance(result, RuntimeError) for result in first)
+    assert after == ["LATER"]
+
+
+def test_close_answers_queued_requests_then_refuses_new_ones():
+    predict = Recorder(delay=0.01)
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=2, max_wait_ms=0)
+        await batcher.start()
+        pending = [asyncio.ensure_future(batcher.submit([f"q{i}"])) for i in range(9)]
+        await asyncio.sleep(0)  # let them queue
+        await batcher.close()
+        with pytest.raises(BatcherClosed):
+            await batcher.submit(["too late"])
+        return [p.result() for p in pending]
+
+    assert run(scenario()) == [[f"Q{i}"] for i in range(9)]
+
+
+def test_cancelled_requests_are_skipped():
+    predict = Recorder(delay=0.05)
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_wait_ms=0)
+        await batcher.start()
+        busy = asyncio.ensure_future(batcher.submit(["busy"]))
+        await asyncio.sleep(0.01)  # the model is now running "busy"
+        gone = asyncio.ensure_future(batcher.submit(["gone"]))
+        kept = asyncio.ensure_future(batcher.submit(["kept"]))
+        await asyncio.sleep(0)
+        gone.cancel()
+        results = await asyncio.gather(busy, kept)
+        await batcher.close()
+        return results
+
+    assert run(scenario()) == [["BUSY"], ["KEPT"]]
+    assert ["gone"] not in predict.calls and ["kept"] in predict.calls
+
+
+def test_empty_submit_and_bad_settings():
+    async def scenario():
+        batcher = MicroBatcher(Recorder())
+        await batcher.start()
+        result = await batcher.submit([])
+        await batcher.close()
+        return result
+
+    assert run(scenario()) == []
+    with pytest.raises(ValueError):
+        MicroBatcher(Recorder(), max_batch_size=0)
