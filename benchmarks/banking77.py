@@ -122,7 +122,7 @@ def run_sav_router(train_path: Path, labels_kept, test, output: Path, args) -> d
     scored = router.score(texts)
     rate = len(texts) / (time.perf_counter() - started)
     return summarize(
-        "sav-router (fine-tuned MiniLM-L6)",
+        "sav-router (all-MiniLM-L6-v2)",
         router.labels,
         softmax(scored.logits, 1.0),
         scored.ood_scores,
@@ -206,7 +206,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--output", type=Path, default=REPO / "runs" / "banking77")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--calibration-share", type=float, default=0.12)
     parser.add_argument("--validation-share", type=float, default=0.04)
     parser.add_argument("--seed", type=int, default=13)
