@@ -17,6 +17,14 @@ NUM_THREADS = "SAV_ROUTER_NUM_THREADS"  # torch intra-op threads (default: usabl
 WORKSPACE = "SAV_ROUTER_WORKSPACE"  # local workspace folder (registry, traffic, annotations)
 LOG_LEVEL = "SAV_ROUTER_LOG_LEVEL"
 
+# The HTTP server (a SageMaker container is configured only through its environment)
+BACKEND = "SAV_ROUTER_BACKEND"  # torch | onnx | onnx-int8 (default: the bundle's recorded choice)
+HOST = "SAV_ROUTER_HOST"  # bind address of the image's `serve` (default 0.0.0.0 there, 127.0.0.1 for the CLI)
+MAX_PAYLOAD_MB = "SAV_ROUTER_MAX_PAYLOAD_MB"
+MAX_BATCH_SIZE = "SAV_ROUTER_MAX_BATCH_SIZE"
+MAX_WAIT_MS = "SAV_ROUTER_MAX_WAIT_MS"
+MAX_CONCURRENT_TRANSFORMS = "SAV_ROUTER_MAX_CONCURRENT_TRANSFORMS"
+
 # SageMaker training and serving contract
 SM_MODEL_DIR = "SM_MODEL_DIR"
 SM_OUTPUT_DATA_DIR = "SM_OUTPUT_DATA_DIR"

@@ -13,12 +13,12 @@ from sav_router import env
 MB = 1024 * 1024
 DEFAULT_PORT = 8080
 
-# Serving settings (to move into sav_router/env.py with the others).
-BACKEND = "SAV_ROUTER_BACKEND"  # torch | onnx | onnx-int8 (default: the bundle's recorded choice)
-MAX_PAYLOAD_MB = "SAV_ROUTER_MAX_PAYLOAD_MB"
-MAX_BATCH_SIZE = "SAV_ROUTER_MAX_BATCH_SIZE"
-MAX_WAIT_MS = "SAV_ROUTER_MAX_WAIT_MS"
-MAX_CONCURRENT_TRANSFORMS = "SAV_ROUTER_MAX_CONCURRENT_TRANSFORMS"
+# Variable names live with the others in sav_router.env.
+BACKEND = env.BACKEND
+MAX_PAYLOAD_MB = env.MAX_PAYLOAD_MB
+MAX_BATCH_SIZE = env.MAX_BATCH_SIZE
+MAX_WAIT_MS = env.MAX_WAIT_MS
+MAX_CONCURRENT_TRANSFORMS = env.MAX_CONCURRENT_TRANSFORMS
 
 
 @dataclass(frozen=True)
