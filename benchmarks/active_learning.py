@@ -13,7 +13,6 @@ table and writes a plot.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import sys
@@ -26,31 +25,22 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.banking77 import COLUMNS, DATA, write_banking77_csv  # noqa: E402
 from sav_router.active_learning import select_for_annotation  # noqa: E402
 from sav_router.build import TrainConfig, train_bundle  # noqa: E402
-from sav_router.data.annotations import Columns, load_annotations  # noqa: E402
+from sav_router.data.annotations import load_annotations  # noqa: E402
 from sav_router.router import Router  # noqa: E402
 
-DATA = REPO.parent / "shared" / "datasets" / "banking77"
-COLUMNS = Columns(text="text", label="category")
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def write_csv(rows, path: Path) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "category"])
-        writer.writerows([r.text, r.label] for r in rows)
-    return path
-
-
 def train_and_test(labeled, test, folder: Path, args) -> tuple[Router, dict]:
     config = TrainConfig(epochs=args.epochs, target_precision=args.target, seed=args.seed, progress=False)
     started = time.perf_counter()
-    train_bundle([write_csv(labeled, folder.with_suffix(".csv"))], folder, config=config, columns=COLUMNS, log=lambda m: None)
+    train_bundle([write_banking77_csv(labeled, folder.with_suffix(".csv"))], folder, config=config, columns=COLUMNS, log=lambda m: None)
     seconds = time.perf_counter() - started
     router = Router.load(folder)
     decisions, _ = router.predict([r.text for r in test])

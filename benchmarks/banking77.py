@@ -42,6 +42,17 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def write_banking77_csv(rows, path: Path) -> Path:
+    """Records as a Banking77-style CSV (text,category): what `train_bundle` reads here."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "category"])
+        writer.writerows([r.text, r.label] for r in rows)
+    return path
+
+
 def operating_point(probs, ood, ood_threshold, gold, labels, target, cal) -> dict:
     """Route test requests with the policy calibrated for `target`; realized figures."""
     cal_probs, cal_gold, cal_ood_ok = cal
@@ -98,7 +109,7 @@ def summarize(name, labels, probs, ood, ood_threshold, gold, cal, train_seconds,
     return out
 
 
-def run_sav_router(train_path: Path, labels_kept, test, output: Path, args) -> dict:
+def run_sav_router(train_path: Path, test, output: Path, args) -> dict:
     config = TrainConfig(
         epochs=args.epochs,
         calibration_share=args.calibration_share,
@@ -228,25 +239,15 @@ def main() -> None:
     log(f"train rows {len(teach)} (rejected {len(train_data.rejects)}), test rows {len(test)}")
     results: dict[str, list[dict]] = {"closed": [], "open": []}
 
-    def write_subset(rows, path: Path) -> Path:
-        import csv
-
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["text", "category"])
-            writer.writerows([r.text, r.label] for r in rows)
-        return path
-
     labels = sorted({str(r.label) for r in teach})
     kept = sorted(random.Random(args.seed).sample(labels, round(args.open_share * len(labels))))
-    runs = [("closed", teach, labels)]
-    runs.append(("open", [r for r in teach if r.label in kept], kept))
-    for run, rows, _ in runs:
+    runs = [("closed", teach), ("open", [r for r in teach if r.label in kept])]
+    for run, rows in runs:
         if run in args.skip:
             continue
-        path = write_subset(rows, args.output / f"train_{run}.csv")
+        path = write_banking77_csv(rows, args.output / f"train_{run}.csv")
         log(f"== {run} set: sav-router on {len(rows)} rows, {len({r.label for r in rows})} intents")
-        results[run].append(run_sav_router(path, _, test, args.output / f"model_{run}", args))
+        results[run].append(run_sav_router(path, test, args.output / f"model_{run}", args))
         if "baselines" not in args.skip:
             log(f"== {run} set: baselines")
             results[run].append(run_baseline("TF-IDF word+char + logistic regression", tfidf_features, rows, test, args))

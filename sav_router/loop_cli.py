@@ -95,14 +95,20 @@ def _cmd_route(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     production = Router.load(_bundle_dir(args.model, args))
     observer = Router.load(_bundle_dir(args.observer, args)) if args.observer else None
-    source = args.requests
-    if source is None or source == "-":
+    columns = Columns(text=args.text_column, id=args.id_column)
+    if args.requests is None or args.requests == "-":
+        import os
         import tempfile
 
+        # The reader validates files; stdin goes through one that is removed at once (request text).
         with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as handle:
             handle.write(sys.stdin.buffer.read())
-        source = handle.name
-    records, rejects = read_requests(source, columns=Columns(text=args.text_column, id=args.id_column))
+        try:
+            records, rejects = read_requests(handle.name, columns=columns)
+        finally:
+            os.unlink(handle.name)
+    else:
+        records, rejects = read_requests(args.requests, columns=columns)
     for reject in rejects:
         _log(f"not routed: {reject}")
     if rejects and not records:

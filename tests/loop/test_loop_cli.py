@@ -88,3 +88,17 @@ def test_select_ranks_a_diverse_batch_from_the_pool(loop, tmp_path):
     assert set(rows[0]["signals"]) == {"uncertainty", "novelty", "disagreement"}
     assert rows[0]["priority"] == max(row["priority"] for row in rows)  # the greedy pass starts from the top priority
     assert all(row["top_k"][0]["label"] == row["label"] for row in rows)
+
+
+def test_route_reads_stdin_and_leaves_no_copy_of_the_requests(loop, capsys, monkeypatch, tmp_path):
+    import io
+    import sys
+    import tempfile
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(loop["requests"].read_bytes())))
+    assert main(["route", "--workspace", str(loop["workspace"]), "--audit-share", "0"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 25
+    assert list(spool.iterdir()) == []  # request text is not left behind in a temp file
