@@ -7,6 +7,11 @@ official test split: accuracy, and coverage at target precision 0.97 with the
 realized precision. Both strategies share the seed model. Prints a Markdown
 table and writes a plot.
 
+Calibration data is the same for both strategies: a share of the seed and of
+every batch (`--calibration-share`) is drawn at random and annotated as
+`calibrate` rows, as `sav-router select --calibration-share` does; only the
+teach part of each batch differs (chosen by the strategy, or at random).
+
     .venv/bin/python benchmarks/active_learning.py [--rounds 4] [--batch 400] [--epochs 3]
 """
 
@@ -25,10 +30,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.banking77 import COLUMNS, DATA, write_banking77_csv  # noqa: E402
-from sav_router.active_learning import select_for_annotation  # noqa: E402
+from benchmarks.banking77 import COLUMNS, DATA  # noqa: E402
+from sav_router.active_learning import calibration_sample, select_for_annotation  # noqa: E402
 from sav_router.build import TrainConfig, train_bundle  # noqa: E402
-from sav_router.data.annotations import load_annotations  # noqa: E402
+from sav_router.data.annotations import CALIBRATE, TEACH, load_annotations  # noqa: E402
+from sav_router.data.splits import stratified_split  # noqa: E402
 from sav_router.router import Router  # noqa: E402
 
 
@@ -37,10 +43,18 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def write_annotations(labeled: list[tuple[object, str]], path: Path) -> Path:
+    """(record, split tag) pairs as an annotation JSONL file."""
+    with path.open("w", encoding="utf-8") as handle:
+        for record, split in labeled:
+            handle.write(json.dumps({"text": record.text, "label": record.label, "split": split}) + "\n")
+    return path
+
+
 def train_and_test(labeled, test, folder: Path, args) -> tuple[Router, dict]:
     config = TrainConfig(epochs=args.epochs, target_precision=args.target, seed=args.seed, progress=False)
     started = time.perf_counter()
-    train_bundle([write_banking77_csv(labeled, folder.with_suffix(".csv"))], folder, config=config, columns=COLUMNS, log=lambda m: None)
+    train_bundle([write_annotations(labeled, folder.with_suffix(".jsonl"))], folder, config=config, log=lambda m: None)
     seconds = time.perf_counter() - started
     router = Router.load(folder)
     decisions, _ = router.predict([r.text for r in test])
@@ -67,6 +81,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--target", type=float, default=0.97)
+    parser.add_argument("--calibration-share", type=float, default=0.15, help="share of the seed and of each batch drawn at random for calibration")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
@@ -77,9 +92,11 @@ def main() -> None:
     by_label = defaultdict(list)
     for record in train:
         by_label[record.label].append(record)
-    seed = [r for label in sorted(by_label) for r in rng.sample(by_label[label], args.seed_per_label)]
-    seed_ids = {id(r) for r in seed}
+    seed_rows = [r for label in sorted(by_label) for r in rng.sample(by_label[label], args.seed_per_label)]
+    seed_ids = {id(r) for r in seed_rows}
     pool0 = [r for r in train if id(r) not in seed_ids]
+    carved = stratified_split(seed_rows, calibration=args.calibration_share, validation=0.0, seed=args.seed)
+    seed = [(r, TEACH) for r in carved.train] + [(r, CALIBRATE) for r in carved.calibration]
     log(f"seed {len(seed)} labeled, pool {len(pool0)}, test {len(test)}; {args.rounds} rounds of {args.batch}")
 
     router0, first = train_and_test(seed, test, args.output / "round0", args)
@@ -89,13 +106,17 @@ def main() -> None:
         labeled, pool, router = list(seed), list(pool0), router0
         picker = random.Random(args.seed + 1)
         for round_ in range(1, args.rounds + 1):
+            n_random = round(args.batch * args.calibration_share)
             if strategy == "random":
-                chosen = set(picker.sample(range(len(pool)), args.batch))
+                chosen = set(picker.sample(range(len(pool)), args.batch - n_random))
             else:
                 scored = router.score([r.text for r in pool])
-                chosen = set(select_for_annotation(scored.probabilities, scored.embeddings, args.batch, ood_scores=scored.ood_scores).indices)
-            labeled += [r for i, r in enumerate(pool) if i in chosen]
-            pool = [r for i, r in enumerate(pool) if i not in chosen]
+                selection = select_for_annotation(scored.probabilities, scored.embeddings, args.batch - n_random, ood_scores=scored.ood_scores)
+                chosen = set(selection.indices)
+            for_calibration = set(calibration_sample(len(pool), n_random, exclude=sorted(chosen), seed=args.seed + round_))
+            labeled += [(r, TEACH) for i, r in enumerate(pool) if i in chosen]
+            labeled += [(r, CALIBRATE) for i, r in enumerate(pool) if i in for_calibration]
+            pool = [r for i, r in enumerate(pool) if i not in chosen and i not in for_calibration]
             router, row = train_and_test(labeled, test, args.output / f"{strategy}-round{round_}", args)
             history[strategy].append(row)
             log(f"{strategy} round {round_}: {row}")

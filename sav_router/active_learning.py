@@ -12,6 +12,7 @@ already chosen, so a batch is not N rewordings of the same request.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,3 +81,18 @@ def select_for_annotation(
     # Not enough diverse requests: fill with the best of the near-duplicates.
     chosen += skipped[: max(0, k - len(chosen))]
     return Selection(indices=chosen, priority=priority, signals=signals)
+
+
+def calibration_sample(pool_size: int, n: int, *, exclude: Sequence[int] = (), seed: int = 13) -> list[int]:
+    """`n` pool indices drawn uniformly at random (none of `exclude`), to annotate as `calibrate` rows.
+
+    The precision guarantee holds for data like the calibration split; requests
+    picked for being uncertain or novel are harder than traffic, so the
+    calibration rows of an active-learning loop must be a plain random sample.
+    """
+    excluded = set(exclude)
+    candidates = [i for i in range(pool_size) if i not in excluded]
+    if n <= 0 or not candidates:
+        return []
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(candidates, size=min(n, len(candidates)), replace=False).tolist())

@@ -22,9 +22,9 @@ import numpy as np
 from sav_router import __version__
 from sav_router.bundle import OOD_FILE, Manifest, write_manifest
 from sav_router.calibration import calibrate, policy_from_calibration, softmax
-from sav_router.data.annotations import CHECK, TEACH, Columns, LoadResult, Record, load_annotations, write_rejects
+from sav_router.data.annotations import CALIBRATE, CHECK, TEACH, Columns, LoadResult, Record, load_annotations, write_rejects
 from sav_router.data.augment import augment_training
-from sav_router.data.splits import fingerprint, stratified_split
+from sav_router.data.splits import Splits, fingerprint, stratified_split
 from sav_router.ood import METHOD as OOD_METHOD
 from sav_router.ood import MahalanobisOOD
 from sav_router.teams import complete_teams
@@ -36,17 +36,20 @@ class TrainConfig:
 
     base_model: str | None = None
     max_length: int = 64
-    epochs: int = 4
+    epochs: int = 6
     batch_size: int = 32
-    learning_rate: float = 3e-5
-    head_learning_rate: float = 3e-4
+    learning_rate: float = 5e-5
+    head_learning_rate: float = 2e-3
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     class_weighted: bool = False
     linear_probe: bool = True
     probe_l2: float = 1e-4
     normalize: bool = True
-    patience: int = 1
+    patience: int = 2
+    head: str = "cosine"
+    cosine_scale: float = 20.0
+    layer_decay: float = 1.0
     seed: int = 13
     calibration_share: float = 0.15
     validation_share: float = 0.05
@@ -57,6 +60,7 @@ class TrainConfig:
     ood_quantile: float = 0.99
     min_label_support: int | None = None
     num_threads: int | None = None
+    device: str | None = None
     max_steps: int | None = None
     progress: bool = True
 
@@ -83,6 +87,27 @@ def _model_version(data_fingerprint: str, created: datetime) -> str:
     return f"{created.strftime('%Y%m%dT%H%M%SZ')}-{data_fingerprint[:8]}"
 
 
+def _split(teach: list[Record], calibrate_rows: list[Record], labels: list[str], config: TrainConfig, log) -> tuple[Splits, str]:
+    """Train / calibration / validation.
+
+    Rows tagged `calibrate` (a random sample of traffic, annotated) are the
+    calibration split when there are any: the precision guarantee holds for
+    data like the calibration split, and teach rows picked by active learning
+    are harder than traffic, so calibrating on them would escalate far more
+    than needed. Otherwise calibration rows are carved from the teach rows.
+    """
+    if not calibrate_rows:
+        splits = stratified_split(teach, calibration=config.calibration_share, validation=config.validation_share, seed=config.seed)
+        return splits, "carved from teach rows"
+    known = [r for r in calibrate_rows if str(r.label) in labels]
+    if len(known) < len(calibrate_rows):
+        unknown = sorted({str(r.label) for r in calibrate_rows} - set(labels))
+        log(f"  {len(calibrate_rows) - len(known)} calibrate rows have labels no teach row has, not used: {unknown}")
+    splits = stratified_split(teach, calibration=0.0, validation=config.validation_share, seed=config.seed)
+    splits.calibration = known
+    return splits, f"{len(known)} rows tagged '{CALIBRATE}'"
+
+
 def train_bundle(
     data_paths: Sequence[str | os.PathLike[str]],
     output_dir: str | os.PathLike[str],
@@ -107,15 +132,15 @@ def train_bundle(
         for reject in data.rejects[:5]:
             log(f"  rejected {reject}")
         log(f"  all {len(data.rejects)} rejected rows written to {path}")
-    teach, check = data.by_split(TEACH), data.by_split(CHECK)
+    teach, calibrate_rows, check = data.by_split(TEACH), data.by_split(CALIBRATE), data.by_split(CHECK)
     if not teach:
-        raise ValueError("no 'teach' rows to train on (every valid row is tagged 'check')")
+        raise ValueError("no 'teach' rows to train on (every valid row is tagged 'calibrate' or 'check')")
     labels = sorted({str(r.label) for r in teach})
     if len(labels) < 2:
         raise ValueError(f"need at least 2 labels to train a router, found {labels}")
 
-    splits = stratified_split(teach, calibration=config.calibration_share, validation=config.validation_share, seed=config.seed)
-    log(f"splits: {splits.sizes()} (+{len(check)} check rows held out for evaluation)")
+    splits, calibration_source = _split(teach, calibrate_rows, labels, config, log)
+    log(f"splits: {splits.sizes()}, calibration {calibration_source} (+{len(check)} check rows held out for evaluation)")
     synthetic: list[Record] = []
     if synthetic_paths:
         synthetic_data = load_annotations(synthetic_paths, columns=columns)
@@ -143,8 +168,12 @@ def train_bundle(
         probe_l2=config.probe_l2,
         normalize=config.normalize,
         patience=config.patience,
+        head=config.head,
+        cosine_scale=config.cosine_scale,
+        layer_decay=config.layer_decay,
         seed=config.seed,
         num_threads=config.num_threads,
+        device=config.device,
         progress=config.progress,
         max_steps=config.max_steps,
         log=log,
@@ -194,7 +223,7 @@ def train_bundle(
             "data_fingerprint": data_fingerprint,
             "sources": [str(p) for p in data_paths],
             "rows": {"valid": len(data.records), "rejected": len(data.rejects), "teach": len(teach), "check": len(check)},
-            "splits": splits.sizes() | {"train_after_augmentation": len(train)},
+            "splits": splits.sizes() | {"train_after_augmentation": len(train), "calibration_source": calibration_source},
             "augmentation": augmentation.to_dict(),
             "hyperparameters": config.hyperparameters(),
             "history": classifier.history_.to_dict(),

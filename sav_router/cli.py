@@ -64,26 +64,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sav_router.build import TrainConfig, train_bundle
     from sav_router.teams import load_teams
 
-    config = TrainConfig(
-        base_model=args.base_model,
-        max_length=args.max_length,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        head_learning_rate=args.head_learning_rate,
-        seed=args.seed,
-        target_precision=args.target_precision,
-        confidence=args.confidence,
-        margins=tuple(args.margin) if args.margin else TrainConfig.margins,
-        min_count=args.min_count,
-        class_weighted=args.class_weighted,
-        calibration_share=args.calibration_share,
-        validation_share=args.validation_share,
-        ood_quantile=args.ood_quantile,
-        num_threads=args.threads,
-        max_steps=args.max_steps,
-        progress=_progress(args),
-    )
+    chosen = {
+        "base_model": args.base_model,
+        "max_length": args.max_length,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "head_learning_rate": args.head_learning_rate,
+        "head": args.head,
+        "seed": args.seed,
+        "target_precision": args.target_precision,
+        "confidence": args.confidence,
+        "margins": tuple(args.margin) if args.margin else None,
+        "min_count": args.min_count,
+        "class_weighted": args.class_weighted or None,
+        "calibration_share": args.calibration_share,
+        "validation_share": args.validation_share,
+        "ood_quantile": args.ood_quantile,
+        "num_threads": args.threads,
+        "device": args.device,
+        "max_steps": args.max_steps,
+    }
+    # Options left out keep TrainConfig's defaults (one place for them).
+    config = TrainConfig(**{key: value for key, value in chosen.items() if value is not None}, progress=_progress(args))
     train_bundle(
         args.data,
         args.output,
@@ -161,23 +164,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("data", nargs="*", metavar="DATA", help="annotation files (.jsonl or .csv)")
     train.add_argument("--output", "-o", metavar="MODEL_DIR", help="bundle folder to write")
     train.add_argument("--base-model", help="HF model folder or id (default: packaged all-MiniLM-L6-v2)")
-    train.add_argument("--target-precision", type=_probability, default=0.95, help="routed precision to guarantee (default 0.95)")
-    train.add_argument("--confidence", type=_probability, default=0.95, help="confidence of that guarantee (default 0.95)")
+    from sav_router.build import TrainConfig
+
+    defaults = TrainConfig()
+    train.add_argument("--target-precision", type=_probability, help=f"routed precision to guarantee (default {defaults.target_precision})")
+    train.add_argument("--confidence", type=_probability, help=f"confidence of that guarantee (default {defaults.confidence})")
     train.add_argument("--teams", metavar="TEAMS.json", help="label -> team table (JSON or YAML); default identity")
     train.add_argument("--synthetic", nargs="*", metavar="FILE", help="expert-written examples, used for training only")
-    train.add_argument("--epochs", type=int, default=4)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--learning-rate", type=float, default=3e-5, help="encoder learning rate (default 3e-5)")
-    train.add_argument("--head-learning-rate", type=float, default=3e-4, help="classification head learning rate (default 3e-4)")
-    train.add_argument("--max-length", type=int, default=64, help="tokens kept per request (default 64)")
-    train.add_argument("--seed", type=int, default=13)
+    train.add_argument("--epochs", type=int, help=f"fine-tuning epochs, early-stopped on validation (default {defaults.epochs})")
+    train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    train.add_argument("--learning-rate", type=float, help=f"encoder learning rate (default {defaults.learning_rate})")
+    train.add_argument("--head-learning-rate", type=float, help=f"classification head learning rate (default {defaults.head_learning_rate})")
+    train.add_argument("--head", choices=("linear", "cosine"), help=f"head trained with the encoder (default {defaults.head}; both are saved as a linear head)")
+    train.add_argument("--max-length", type=int, help=f"tokens kept per request (default {defaults.max_length})")
+    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
     train.add_argument("--margin", type=float, action="append", help="minimum top-1 minus top-2 gap (default 0.1); repeat to let calibration pick one (Bonferroni-corrected)")
-    train.add_argument("--min-count", type=int, default=30, help="labels under this many training rows get noisy copies")
+    train.add_argument("--min-count", type=int, help=f"labels under this many training rows get noisy copies (default {defaults.min_count})")
     train.add_argument("--class-weighted", action="store_true", help="class-weighted loss")
-    train.add_argument("--calibration-share", type=float, default=0.15)
-    train.add_argument("--validation-share", type=float, default=0.05)
-    train.add_argument("--ood-quantile", type=float, default=0.99, help="in-distribution quantile of the OOD threshold")
+    train.add_argument("--calibration-share", type=float, help=f"share of teach rows held out to calibrate (default {defaults.calibration_share})")
+    train.add_argument("--validation-share", type=float, help=f"share held out for early stopping (default {defaults.validation_share})")
+    train.add_argument("--ood-quantile", type=float, help=f"in-distribution quantile of the OOD threshold (default {defaults.ood_quantile})")
     train.add_argument("--threads", type=int, help="torch threads (default: usable cores)")
+    train.add_argument("--device", help="torch device for fine-tuning: cpu, cuda, cuda:N (default: $SAV_ROUTER_DEVICE, else cuda when available)")
     train.add_argument("--max-steps", type=int, help="stop fine-tuning after this many steps (smoke runs)")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     _add_columns(train)

@@ -14,6 +14,7 @@ T = TypeVar("T")
 # sav-router's own settings
 BASE_MODEL = "SAV_ROUTER_BASE_MODEL"  # HF model folder or id used when --base-model is absent
 NUM_THREADS = "SAV_ROUTER_NUM_THREADS"  # torch intra-op threads (default: usable cores)
+DEVICE = "SAV_ROUTER_DEVICE"  # torch device for training: cpu | cuda | cuda:N (default: cuda when available)
 WORKSPACE = "SAV_ROUTER_WORKSPACE"  # local workspace folder (registry, traffic, annotations)
 LOG_LEVEL = "SAV_ROUTER_LOG_LEVEL"
 

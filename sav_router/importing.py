@@ -122,10 +122,10 @@ def import_annotations(
 def add_import_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "import",
-        help="add annotations (Label Studio JSON export, JSONL, CSV) to the workspace as a teach or check drop",
+        help="add annotations (Label Studio JSON export, JSONL, CSV) to the workspace as a teach, calibrate or check drop",
     )
     parser.add_argument("file", metavar="FILE")
-    parser.add_argument("--as", dest="split", choices=SPLIT_TAGS, default=TEACH, help="teach (training) or check (held out); default teach")
+    parser.add_argument("--as", dest="split", choices=SPLIT_TAGS, default=TEACH, help="teach (training), calibrate (calibration only: a random sample) or check (held out); default teach")
     parser.add_argument("--workspace", "-w", metavar="DIR", help="workspace folder (default: $SAV_ROUTER_WORKSPACE or ./sav-router-workspace)")
     parser.add_argument("--source", default="import", help="name recorded with the rows and in the drop's file name (default: import)")
     parser.add_argument("--text-column", default="text", help="field holding the text (default: text)")

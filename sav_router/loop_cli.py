@@ -208,8 +208,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 # -- active learning -----------------------------------------------------------
 def _cmd_select(args: argparse.Namespace) -> int:
-    from sav_router.active_learning import select_for_annotation
+    from sav_router.active_learning import calibration_sample, select_for_annotation
     from sav_router.router import Router
+
+    if not 0 <= args.calibration_share < 1:
+        raise ValueError("--calibration-share must be in [0, 1)")
 
     rows = [row for row in _read_rows(args.pool) if row["text"].strip()]
     if not rows:
@@ -222,43 +225,49 @@ def _cmd_select(args: argparse.Namespace) -> int:
         if candidate.labels != router.labels:
             raise ValueError("--candidate must have the same labels as --model to measure disagreement")
         candidate_probabilities = candidate.score([row["text"] for row in rows]).probabilities
+    n_random = round(args.k * args.calibration_share)
     selection = select_for_annotation(
         scored.probabilities,
         scored.embeddings,
-        args.k,
+        args.k - n_random,
         ood_scores=scored.ood_scores,
         candidate_probabilities=candidate_probabilities,
         max_similarity=args.max_similarity,
     )
-    picked = []
-    for index in selection.indices:
-        probs = scored.probabilities[index]
-        top = probs.argsort()[::-1][:3]
-        picked.append(
-            {
-                "id": rows[index]["id"],
-                "text": rows[index]["text"],
-                "label": router.labels[top[0]],
-                "score": round(float(probs[top[0]]), 4),
-                "priority": round(float(selection.priority[index]), 4),
-                "signals": {name: round(float(values[index]), 4) for name, values in selection.signals.items()},
-                "top_k": [{"label": router.labels[j], "score": round(float(probs[j]), 4)} for j in top],
-            }
-        )
+    picked = [_selected_row(rows[i], scored.probabilities[i], router.labels, selection, i) for i in selection.indices]
     output = Path(args.output)
+    _write_selection(picked, output, args.format, router, "selected for annotation")
+    if n_random:
+        sample = calibration_sample(len(rows), n_random, exclude=selection.indices, seed=args.seed)
+        randoms = [_selected_row(rows[i], scored.probabilities[i], router.labels, None, i) for i in sample]
+        calibration_output = output.with_name(f"{output.stem}.calibrate{output.suffix}")
+        _write_selection(randoms, calibration_output, args.format, router, "drawn at random: import with --as calibrate")
+    return 0
+
+
+def _selected_row(row: dict, probs, labels: list[str], selection, index: int) -> dict:
+    top = probs.argsort()[::-1][:3]
+    picked = {"id": row["id"], "text": row["text"], "label": labels[top[0]], "score": round(float(probs[top[0]]), 4)}
+    if selection is not None:
+        picked["priority"] = round(float(selection.priority[index]), 4)
+        picked["signals"] = {name: round(float(values[index]), 4) for name, values in selection.signals.items()}
+    picked["top_k"] = [{"label": labels[j], "score": round(float(probs[j]), 4)} for j in top]
+    return picked
+
+
+def _write_selection(picked: list[dict], output: Path, fmt: str, router, what: str) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
-    if args.format == "label-studio":
+    if fmt == "label-studio":
         from sav_router import labelstudio
 
         tasks = labelstudio.tasks_with_predictions(picked, router.version)
         output.write_text(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         config = output.with_name(output.stem + ".label_config.xml")
         config.write_text(labelstudio.labeling_config(router.labels), encoding="utf-8")
-        print(f"{len(picked)} Label Studio tasks with pre-annotations -> {output} (labeling config: {config})")
+        print(f"{len(picked)} Label Studio tasks with pre-annotations, {what} -> {output} (labeling config: {config})")
     else:
         output.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in picked), encoding="utf-8")
-        print(f"{len(picked)} requests selected for annotation -> {output}")
-    return 0
+        print(f"{len(picked)} requests {what} -> {output}")
 
 
 def add_loop_commands(sub) -> None:
@@ -313,6 +322,12 @@ def add_loop_commands(sub) -> None:
     select.add_argument("--candidate", metavar="DIR", help="a candidate model: disagreement with --model becomes a signal")
     select.add_argument("--format", choices=["jsonl", "label-studio"], default="jsonl")
     select.add_argument("--max-similarity", type=float, default=0.92, help="cosine above which two picks count as near-duplicates")
+    select.add_argument(
+        "--calibration-share", type=float, default=0.0,
+        help="share of the k requests drawn at random instead, written to OUTPUT's .calibrate file: annotate and "
+        "import them with --as calibrate, so calibration stays unbiased (default 0)",
+    )
+    select.add_argument("--seed", type=int, default=13, help="seed of the random calibration draw")
     select.add_argument("--output", "-o", required=True, metavar="FILE")
     _add_workspace(select)
     select.set_defaults(func=_cmd_select)

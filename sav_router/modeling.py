@@ -49,6 +49,17 @@ def configure_threads(num_threads: int | None = None) -> int:
     return threads
 
 
+def resolve_device(device: str | None = None) -> "torch.device":
+    """Explicit value > SAV_ROUTER_DEVICE > cuda when available > cpu (training only; serving is CPU)."""
+    name = env.resolve(device, env.DEVICE, None)
+    if not name:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = torch.device(name)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device")
+    return resolved
+
+
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
@@ -75,6 +86,31 @@ class RouterNetwork(nn.Module):
         if self.normalize:
             pooled = nn.functional.normalize(pooled, dim=-1)
         return self.head(self.dropout(pooled)), pooled
+
+
+class CosineHead(nn.Linear):
+    """A linear head whose logits are scaled cosines: `scale * <w/|w|, x>`.
+
+    Training through it keeps class directions on the unit sphere the
+    sentence-embedding checkpoint lives on (NormFace, Wang et al. 2017); the
+    loss cannot be lowered by growing weight norms, only by moving the
+    embeddings and directions. `folded()` returns the equivalent plain linear
+    head, so a bundle stores and serves it like any other.
+    """
+
+    def __init__(self, in_features: int, out_features: int, scale: float) -> None:
+        super().__init__(in_features, out_features, bias=False)
+        self.scale = float(scale)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.scale * nn.functional.linear(pooled, nn.functional.normalize(self.weight, dim=-1))
+
+    def folded(self) -> nn.Linear:
+        linear = nn.Linear(self.in_features, self.out_features)
+        with torch.no_grad():
+            linear.weight.copy_(self.scale * nn.functional.normalize(self.weight, dim=-1))
+            linear.bias.zero_()
+        return linear
 
 
 def load_encoder(name_or_dir: str):
@@ -162,13 +198,14 @@ def forward_texts(
     pooled = np.zeros((len(texts), hidden), dtype=np.float32)
     if not texts:
         return logits, pooled
+    device = next(network.parameters()).device
     encoded = Encoded(tokenizer, texts, max_length)
     batches = length_sorted_batches(encoded.lengths, batch_size)
     for indices in tqdm(batches, desc=description, disable=not progress, leave=False, unit="batch"):
         ids, mask = encoded.batch(indices)
-        batch_logits, batch_pooled = network(ids, mask)
-        logits[indices] = batch_logits.float().numpy()
-        pooled[indices] = batch_pooled.float().numpy()
+        batch_logits, batch_pooled = network(ids.to(device), mask.to(device))
+        logits[indices] = batch_logits.float().cpu().numpy()
+        pooled[indices] = batch_pooled.float().cpu().numpy()
     return logits, pooled
 
 
@@ -180,9 +217,10 @@ def save_network(network: RouterNetwork, tokenizer, directory: str | Path) -> No
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    network.encoder.save_pretrained(directory, safe_serialization=True)
+    cpu_state = {key: value.detach().cpu() for key, value in network.encoder.state_dict().items()}
+    network.encoder.save_pretrained(directory, state_dict=cpu_state, safe_serialization=True)
     tokenizer.save_pretrained(directory)
-    save_file({k: v.detach().contiguous() for k, v in network.head.state_dict().items()}, str(directory / HEAD_FILE))
+    save_file({k: v.detach().cpu().contiguous() for k, v in network.head.state_dict().items()}, str(directory / HEAD_FILE))
 
 
 def load_network(directory: str | Path, manifest) -> tuple[RouterNetwork, object]:

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-TEACH = "teach"
-CHECK = "check"
-SPLIT_TAGS = (TEACH, CHECK)
+TEACH = "teach"  # trained on (and calibrated on, when no `calibrate` rows exist)
+CALIBRATE = "calibrate"  # calibration only: a random sample of traffic, never trained on
+CHECK = "check"  # held out for evaluation only
+SPLIT_TAGS = (TEACH, CALIBRATE, CHECK)
 
 # Rejection reasons
 EMPTY_TEXT = "empty_text"
@@ -76,9 +77,10 @@ class LoadResult:
             counts[record.label or "<unlabeled>"][record.split] += 1
         width = max([len(label) for label in counts] + [5])
         lines = [f"{len(self.records)} valid rows, {len(self.rejects)} rejected"]
-        lines.append(f"  {'label':<{width}}  {'teach':>6}  {'check':>6}")
+        tags = [tag for tag in SPLIT_TAGS if tag != CALIBRATE or any(r.split == CALIBRATE for r in self.records)]
+        lines.append(f"  {'label':<{width}}" + "".join(f"  {tag:>9}" for tag in tags))
         for label in sorted(counts):
-            lines.append(f"  {label:<{width}}  {counts[label][TEACH]:>6}  {counts[label][CHECK]:>6}")
+            lines.append(f"  {label:<{width}}" + "".join(f"  {counts[label][tag]:>9}" for tag in tags))
         if self.rejects:
             reasons = Counter(reject.reason for reject in self.rejects)
             lines.append("  rejected: " + ", ".join(f"{reason}={n}" for reason, n in sorted(reasons.items())))
@@ -207,7 +209,7 @@ def read_rows(
             label = None
         split = (_as_text(row.get(columns.split)) or default_split).strip().lower()
         if split not in SPLIT_TAGS:
-            rejects.append(Reject(source, number, BAD_SPLIT, f"{split!r}, expected teach or check"))
+            rejects.append(Reject(source, number, BAD_SPLIT, f"{split!r}, expected one of {', '.join(SPLIT_TAGS)}"))
             continue
         record_id = _as_text(row.get(columns.id))
         records.append(Record(text=text.strip(), label=label, id=record_id, split=split, source=source, line=number))

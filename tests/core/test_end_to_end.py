@@ -113,3 +113,25 @@ def test_training_on_nothing_valid_exits_2(tmp_path, capsys):
     data.write_text('{"text": "  ", "label": "a"}\n', encoding="utf-8")
     assert main(["train", str(data), "--output", str(tmp_path / "m")]) == 2
     assert "no valid annotated row" in capsys.readouterr().err
+
+
+def test_rows_tagged_calibrate_are_the_calibration_split_and_never_trained_on(tiny_base_model, tmp_path):
+    from sav_router.build import TrainConfig, train_bundle
+    from tests.conftest import TOPICS
+
+    # GIVEN teach rows, 12 calibrate rows per label and 3 calibrate rows of a label no teach row has
+    rows = []
+    for label in TOPICS:
+        texts = make_texts(label, 52, seed=21)
+        rows += [{"text": t, "label": label} for t in texts[:40]]
+        rows += [{"text": t, "label": label, "split": "calibrate"} for t in texts[40:]]
+    rows += [{"text": f"weather poem {w}", "label": "smalltalk", "split": "calibrate"} for w in ("my", "the", "why")]
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    messages = []
+    config = TrainConfig(base_model=tiny_base_model, epochs=1, progress=False, learning_rate=1e-3, head_learning_rate=1e-2)
+    train_bundle([data], tmp_path / "model", config=config, log=messages.append)
+    splits = read_manifest(tmp_path / "model").training["splits"]
+    # THEN calibration is exactly the calibrate rows of known labels; no teach row is carved off for it
+    assert splits["calibration"] == 48 and "calibrate" in splits["calibration_source"]
+    assert splits["train"] + splits["validation"] == 160
+    assert any("not used: ['smalltalk']" in m for m in messages)

@@ -1,6 +1,7 @@
 """Fine-tuning safeguards of RouterClassifier, on the tiny random BERT."""
 
 import numpy as np
+import pytest
 
 from sav_router.modeling import bucketed_batches, length_sorted_batches
 from sav_router.training import RouterClassifier
@@ -16,11 +17,12 @@ def toy(n, seed):
     return texts, labels
 
 
-def test_fine_tuning_that_does_worse_than_the_probe_is_not_kept(tiny_base_model):
+@pytest.mark.parametrize("head", ["linear", "cosine"])
+def test_fine_tuning_that_does_worse_than_its_starting_head_is_not_kept(tiny_base_model, head):
     texts, labels = toy(40, seed=1)
     val_texts, val_labels = toy(15, seed=2)
-    # GIVEN a destructive learning rate
-    clf = RouterClassifier(tiny_base_model, epochs=2, learning_rate=5.0, head_learning_rate=5.0, progress=False, patience=5)
+    # GIVEN a destructive learning rate (epoch 0: the linear probe, or the class centroids)
+    clf = RouterClassifier(tiny_base_model, head=head, epochs=2, learning_rate=5.0, head_learning_rate=5.0, progress=False, patience=5)
     clf.fit(texts, labels, validation=(val_texts, val_labels))
     # THEN the probe's weights are kept, and the model still classifies like the probe did
     assert clf.history_.best_epoch == 0
@@ -44,3 +46,64 @@ def test_batches_group_similar_lengths_and_cover_every_example():
     assert sorted(i for batch in batches for i in batch) == list(range(8))
     assert all(abs(lengths[a] - lengths[b]) <= 2 for a, b in batches)
     assert [lengths[i] for batch in length_sorted_batches(lengths, 4) for i in batch] == sorted(lengths)
+
+
+def test_cosine_head_folds_into_an_equivalent_linear_head():
+    import torch
+
+    from sav_router.modeling import CosineHead
+
+    torch.manual_seed(0)
+    head = CosineHead(8, 3, scale=20.0)
+    pooled = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    folded = head.folded()
+    # GIVEN any inputs, the folded plain linear head gives the same logits
+    assert type(folded) is torch.nn.Linear
+    assert torch.allclose(head(pooled), folded(pooled), atol=1e-5)
+    # AND the logits are scaled cosines, bounded by the scale
+    assert head(pooled).abs().max() <= 20.0 + 1e-4
+
+
+def test_cosine_head_training_learns_and_saves_a_plain_linear_head(tiny_base_model):
+    import torch
+
+    texts, labels = toy(40, seed=4)
+    val_texts, val_labels = toy(10, seed=5)
+    # GIVEN the cosine head, started from the class centroids
+    clf = RouterClassifier(tiny_base_model, head="cosine", epochs=3, learning_rate=1e-3, head_learning_rate=1e-2, progress=False, patience=5)
+    clf.fit(texts, labels, validation=(val_texts, val_labels))
+    # THEN after fitting the network holds an ordinary linear head (what bundles store and ONNX exports)
+    assert type(clf.network_.head) is torch.nn.Linear
+    # AND it classifies the held-out toy texts better than chance, as validation recorded
+    logits, _ = clf.logits_and_embeddings(val_texts)
+    accuracy = float(np.mean(np.array(clf.classes_)[logits.argmax(axis=1)] == np.array(val_labels)))
+    assert accuracy > 0.5
+    kept = clf.history_.probe_accuracy if clf.history_.best_epoch == 0 else clf.history_.epochs[clf.history_.best_epoch - 1].validation_accuracy
+    assert accuracy == kept
+
+
+def test_layer_decay_slows_lower_layers_and_skips_decay_on_norms(tiny_base_model):
+    from sav_router.modeling import load_encoder
+    from sav_router.training import encoder_parameter_groups
+
+    _, encoder = load_encoder(tiny_base_model)
+    groups = encoder_parameter_groups(encoder, 1e-4, 0.01, layer_decay=0.5)
+    # every parameter is in exactly one group
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in encoder.parameters())
+    rate = {}
+    for name, parameter in encoder.named_parameters():
+        group = next(g for g in groups if any(p is parameter for p in g["params"]))
+        rate[name] = group["lr"]
+        if name.endswith("bias") or "LayerNorm" in name:
+            assert group["weight_decay"] == 0.0
+    # 2 blocks: top block at the full rate, the one below at half, the embeddings at a quarter
+    assert rate["encoder.layer.1.attention.self.query.weight"] == 1e-4
+    assert rate["encoder.layer.0.attention.self.query.weight"] == 5e-5
+    assert rate["embeddings.word_embeddings.weight"] == 2.5e-5
+
+
+def test_an_unknown_head_is_refused(tiny_base_model):
+    texts, labels = toy(5, seed=6)
+    with pytest.raises(ValueError, match="head must be one of"):
+        RouterClassifier(tiny_base_model, head="mlp", progress=False).fit(texts, labels)

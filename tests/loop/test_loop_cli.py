@@ -90,6 +90,28 @@ def test_select_ranks_a_diverse_batch_from_the_pool(loop, tmp_path):
     assert all(row["top_k"][0]["label"] == row["label"] for row in rows)
 
 
+def test_select_sets_a_random_calibration_share_aside_for_import_as_calibrate(loop, tmp_path):
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": f"p{i}", "text": t} for i, t in enumerate(make_texts("delivery", 30, seed=8) + make_texts("account", 30, seed=8))])
+    out = tmp_path / "batch.jsonl"
+    # WHEN 10 requests are asked for with a 30 % calibration share
+    argv = ["select", "--model", loop["production"], "--pool", str(pool), "-k", "10", "--calibration-share", "0.3", "--output", str(out), "--workspace", str(loop["workspace"])]
+    assert main(argv) == 0
+    selected = [json.loads(line) for line in out.read_text().splitlines()]
+    drawn = [json.loads(line) for line in (tmp_path / "batch.calibrate.jsonl").read_text().splitlines()]
+    # THEN 7 are chosen by priority and 3 drawn at random, never the same request twice
+    assert len(selected) == 7 and len(drawn) == 3
+    assert not {row["id"] for row in selected} & {row["id"] for row in drawn}
+    assert all("priority" not in row for row in drawn)
+    # AND the draw is reproducible (seeded)
+    main(argv)
+    assert [json.loads(line)["id"] for line in (tmp_path / "batch.calibrate.jsonl").read_text().splitlines()] == [row["id"] for row in drawn]
+    # AND the random rows import as a calibrate drop
+    labeled = write_jsonl(tmp_path / "answers.jsonl", [dict(row, label="delivery") for row in drawn])
+    assert main(["import", str(labeled), "--as", "calibrate", "--workspace", str(loop["workspace"])]) == 0
+    drops = sorted((loop["workspace"] / "annotations").glob("*-calibrate.jsonl"))
+    assert drops and {json.loads(line)["split"] for line in drops[-1].read_text().splitlines()} == {"calibrate"}
+
+
 def test_route_reads_stdin_and_leaves_no_copy_of_the_requests(loop, capsys, monkeypatch, tmp_path):
     import io
     import sys
