@@ -25,8 +25,7 @@ from sav_router.calibration import calibrate, policy_from_calibration, softmax
 from sav_router.data.annotations import CALIBRATE, CHECK, TEACH, Columns, LoadResult, Record, load_annotations, write_rejects
 from sav_router.data.augment import augment_training
 from sav_router.data.splits import Splits, fingerprint, stratified_split
-from sav_router.ood import METHOD as OOD_METHOD
-from sav_router.ood import MahalanobisOOD
+from sav_router.ood import make_detector
 from sav_router.teams import complete_teams
 
 
@@ -58,6 +57,8 @@ class TrainConfig:
     confidence: float = 0.95
     margins: tuple[float, ...] = (0.1,)
     ood_quantile: float = 0.99
+    ood_method: str = "knn"
+    ood_k: int = 1
     min_label_support: int | None = None
     num_threads: int | None = None
     device: str | None = None
@@ -183,7 +184,8 @@ def train_bundle(
 
     index = {label: i for i, label in enumerate(labels)}
     _, train_embeddings = classifier.logits_and_embeddings([r.text for r in train])
-    detector = MahalanobisOOD(quantile=config.ood_quantile).fit(train_embeddings, np.array([index[str(r.label)] for r in train]))
+    detector = make_detector(config.ood_method, quantile=config.ood_quantile, k=config.ood_k)
+    detector.fit(train_embeddings, np.array([index[str(r.label)] for r in train]))
     cal_logits, cal_embeddings = classifier.logits_and_embeddings([r.text for r in splits.calibration])
     detector.fit_threshold(cal_embeddings)
     cal_labels = np.array([index[str(r.label)] for r in splits.calibration])
@@ -218,7 +220,7 @@ def train_bundle(
         max_length=config.max_length,
         architecture={"pooling": "mean", "normalize": config.normalize, "head": "linear"},
         calibration=result.to_dict(),
-        ood={"method": OOD_METHOD, "quantile": config.ood_quantile, "threshold": detector.threshold_, "file": OOD_FILE},
+        ood={"method": detector.METHOD, "params": detector.params(), "quantile": config.ood_quantile, "threshold": detector.threshold_, "file": OOD_FILE},
         training={
             "data_fingerprint": data_fingerprint,
             "sources": [str(p) for p in data_paths],

@@ -81,6 +81,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "calibration_share": args.calibration_share,
         "validation_share": args.validation_share,
         "ood_quantile": args.ood_quantile,
+        "ood_method": args.ood_method,
+        "ood_k": args.ood_k,
         "num_threads": args.threads,
         "device": args.device,
         "max_steps": args.max_steps,
@@ -184,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--calibration-share", type=float, help=f"share of teach rows held out to calibrate (default {defaults.calibration_share})")
     train.add_argument("--validation-share", type=float, help=f"share held out for early stopping (default {defaults.validation_share})")
     train.add_argument("--ood-quantile", type=float, help=f"in-distribution quantile of the OOD threshold (default {defaults.ood_quantile})")
+    train.add_argument("--ood-method", choices=("mahalanobis", "knn"), help=f"out-of-distribution score (default {defaults.ood_method})")
+    train.add_argument("--ood-k", type=int, help=f"neighbour rank of the knn score (default {defaults.ood_k})")
     train.add_argument("--threads", type=int, help="torch threads (default: usable cores)")
     train.add_argument("--device", help="torch device for fine-tuning: cpu, cuda, cuda:N (default: $SAV_ROUTER_DEVICE, else cuda when available)")
     train.add_argument("--max-steps", type=int, help="stop fine-tuning after this many steps (smoke runs)")

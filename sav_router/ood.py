@@ -1,27 +1,58 @@
-"""Out-of-distribution score: Mahalanobis distance in the model's embedding space.
+"""Out-of-distribution scores in the model's embedding space (higher = more novel).
 
 Live traffic carries topics no annotation ever showed, and a softmax can be
-confident on them. The score is the smallest Mahalanobis distance from a
-request's pooled embedding to a label's training mean, under one shared
-(Ledoit-Wolf shrunk) covariance (Lee et al., 2018). Its threshold is a high
-quantile of the scores of held-out in-distribution requests.
+confident on them. Two detectors, both fitted on the training embeddings,
+both with a threshold at a high quantile of held-out in-distribution scores:
+
+- `mahalanobis`: the smallest Mahalanobis distance from a request's pooled
+  embedding to a label's training mean, under one shared (Ledoit-Wolf
+  shrunk) covariance (Lee et al., 2018). Small to store (means + precision).
+- `knn` (the default, k=1): one minus the cosine similarity to the k-th
+  nearest training embedding (Sun et al., 2022). No assumption that a label
+  is one Gaussian blob; stores the training embeddings (float16). On
+  Banking77 intents held out of training it separates unseen from seen
+  requests far better (AUROC 0.94 against 0.83-0.86 for Mahalanobis;
+  `benchmarks/open_set_dev.py`, BENCHMARKS.md).
+
+A bundle records its detector's method; loading refuses a method it does not
+know rather than guessing.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
-from sklearn.covariance import ledoit_wolf
-
-METHOD = "mahalanobis-tied-ledoit-wolf"
 
 
-class MahalanobisOOD:
-    """Fit on training embeddings and labels; score new embeddings (higher = more novel)."""
+class _Detector:
+    METHOD: ClassVar[str]
 
     def __init__(self, quantile: float = 0.99) -> None:
         self.quantile = quantile
 
+    def score(self, embeddings: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def fit_threshold(self, in_distribution_embeddings: np.ndarray):
+        """Threshold = `quantile` of held-out in-distribution scores."""
+        scores = self.score(in_distribution_embeddings)
+        self.threshold_ = float(np.quantile(scores, self.quantile)) if len(scores) else float("inf")
+        return self
+
+    def params(self) -> dict[str, object]:
+        """Constructor arguments besides the quantile, recorded in the manifest."""
+        return {}
+
+
+class MahalanobisOOD(_Detector):
+    """Fit on training embeddings and labels; score new embeddings."""
+
+    METHOD = "mahalanobis-tied-ledoit-wolf"
+
     def fit(self, embeddings: np.ndarray, labels: np.ndarray) -> "MahalanobisOOD":
+        from sklearn.covariance import ledoit_wolf  # lazily: only fitting needs scikit-learn
+
         x = np.asarray(embeddings, dtype=np.float64)
         y = np.asarray(labels, dtype=np.int64)
         classes = np.unique(y)
@@ -45,20 +76,79 @@ class MahalanobisOOD:
         distances = self_term[:, None] - 2.0 * cross + self.mean_term_[None, :]
         return np.sqrt(np.maximum(distances.min(axis=1), 0.0)).astype(np.float64)
 
-    def fit_threshold(self, in_distribution_embeddings: np.ndarray) -> "MahalanobisOOD":
-        """Threshold = `quantile` of held-out in-distribution scores."""
-        scores = self.score(in_distribution_embeddings)
-        self.threshold_ = float(np.quantile(scores, self.quantile)) if len(scores) else float("inf")
-        return self
-
     def tensors(self) -> dict[str, np.ndarray]:
         return {"means": self.means_, "precision": self.precision_}
 
     @classmethod
-    def from_tensors(cls, tensors: dict[str, np.ndarray], *, threshold: float, quantile: float) -> "MahalanobisOOD":
+    def from_tensors(cls, tensors: dict[str, np.ndarray], *, threshold: float, quantile: float, **_params) -> "MahalanobisOOD":
         detector = cls(quantile=quantile)
         detector.means_ = np.asarray(tensors["means"], dtype=np.float32)
         detector.precision_ = np.asarray(tensors["precision"], dtype=np.float32)
         detector.threshold_ = float(threshold)
         detector._cache_mean_term()
         return detector
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class NearestNeighbourOOD(_Detector):
+    """Cosine distance to the k-th nearest training embedding."""
+
+    METHOD = "knn-cosine"
+
+    def __init__(self, quantile: float = 0.99, k: int = 1) -> None:
+        super().__init__(quantile)
+        self.k = k
+
+    def fit(self, embeddings: np.ndarray, labels: np.ndarray | None = None) -> "NearestNeighbourOOD":
+        if self.k < 1:
+            raise ValueError("k must be at least 1")
+        # float16 halves the bundle; cosine similarities move by < 1e-3
+        self.bank_ = _unit_rows(embeddings).astype(np.float16)
+        self._bank32 = self.bank_.astype(np.float32)
+        return self
+
+    def score(self, embeddings: np.ndarray, *, chunk: int = 1024) -> np.ndarray:
+        x = _unit_rows(embeddings)
+        k = min(self.k, len(self._bank32))
+        out = np.empty(len(x), dtype=np.float64)
+        for start in range(0, len(x), chunk):
+            similarity = x[start : start + chunk] @ self._bank32.T
+            kth = np.partition(similarity, -k, axis=1)[:, -k]
+            out[start : start + chunk] = 1.0 - kth
+        return out
+
+    def params(self) -> dict[str, object]:
+        return {"k": self.k}
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"bank": self.bank_}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, np.ndarray], *, threshold: float, quantile: float, k: int = 1, **_params) -> "NearestNeighbourOOD":
+        detector = cls(quantile=quantile, k=int(k))
+        detector.bank_ = np.asarray(tensors["bank"], dtype=np.float16)
+        detector._bank32 = detector.bank_.astype(np.float32)
+        detector.threshold_ = float(threshold)
+        return detector
+
+
+# CLI / config names -> detector classes; manifests record the class's METHOD
+DETECTORS: dict[str, type[_Detector]] = {"mahalanobis": MahalanobisOOD, "knn": NearestNeighbourOOD}
+BY_METHOD: dict[str, type[_Detector]] = {cls.METHOD: cls for cls in DETECTORS.values()}
+
+
+def make_detector(name: str, *, quantile: float, k: int = 1) -> _Detector:
+    if name not in DETECTORS:
+        raise ValueError(f"unknown OOD detector {name!r} (available: {', '.join(DETECTORS)})")
+    return NearestNeighbourOOD(quantile=quantile, k=k) if name == "knn" else MahalanobisOOD(quantile=quantile)
+
+
+def detector_from_tensors(method: str, tensors: dict[str, np.ndarray], *, threshold: float, quantile: float, params: dict | None = None) -> _Detector:
+    """Rebuild a bundle's detector; an unknown method is refused, not guessed."""
+    if method not in BY_METHOD:
+        raise ValueError(f"unknown OOD method {method!r} in the bundle (this version knows: {', '.join(BY_METHOD)})")
+    return BY_METHOD[method].from_tensors(tensors, threshold=threshold, quantile=quantile, **(params or {}))

@@ -21,7 +21,7 @@ from sav_router.calibration import softmax
 from sav_router.policy import EMPTY_TEXT, Decision, RoutingPolicy, decide, escalation
 
 if TYPE_CHECKING:
-    from sav_router.ood import MahalanobisOOD
+    from sav_router.ood import _Detector
 
 
 @dataclass
@@ -34,19 +34,29 @@ class Scored:
     embeddings: np.ndarray | None = None  # pooled encoder output (active learning, diversity)
 
 
-def load_ood(bundle_dir: str | Path, manifest: Manifest) -> "MahalanobisOOD | None":
+def load_ood(bundle_dir: str | Path, manifest: Manifest) -> "_Detector | None":
     if not manifest.ood:
         return None
     from safetensors.numpy import load_file
 
-    from sav_router.ood import MahalanobisOOD  # lazily: scikit-learn is only needed with a detector
+    from sav_router.bundle import BundleError
+    from sav_router.ood import MahalanobisOOD, detector_from_tensors
 
     tensors = load_file(str(Path(bundle_dir) / manifest.ood.get("file", OOD_FILE)))
-    return MahalanobisOOD.from_tensors(tensors, threshold=float(manifest.ood["threshold"]), quantile=float(manifest.ood.get("quantile", 0.99)))
+    try:
+        return detector_from_tensors(
+            manifest.ood.get("method", MahalanobisOOD.METHOD),
+            tensors,
+            threshold=float(manifest.ood["threshold"]),
+            quantile=float(manifest.ood.get("quantile", 0.99)),
+            params=manifest.ood.get("params"),
+        )
+    except (KeyError, ValueError) as exc:
+        raise BundleError(f"{bundle_dir}: cannot load the OOD detector: {exc}") from exc
 
 
 class Router:
-    def __init__(self, manifest: Manifest, backend: InferenceBackend, ood: "MahalanobisOOD | None", policy: RoutingPolicy | None = None) -> None:
+    def __init__(self, manifest: Manifest, backend: InferenceBackend, ood: "_Detector | None", policy: RoutingPolicy | None = None) -> None:
         self.manifest = manifest
         self.backend = backend
         self.ood = ood
