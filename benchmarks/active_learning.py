@@ -12,7 +12,7 @@ every batch (`--calibration-share`) is drawn at random and annotated as
 `calibrate` rows, as `sav-router select --calibration-share` does; only the
 teach part of each batch differs (chosen by the strategy, or at random).
 
-    .venv/bin/python benchmarks/active_learning.py [--rounds 4] [--batch 400] [--epochs 3]
+    .venv/bin/python benchmarks/active_learning.py [--rounds 4] [--batch 400] [--epochs N]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def write_annotations(labeled: list[tuple[object, str]], path: Path) -> Path:
 
 
 def train_and_test(labeled, test, folder: Path, args) -> tuple[Router, dict]:
-    config = TrainConfig(epochs=args.epochs, target_precision=args.target, seed=args.seed, progress=False)
+    config = TrainConfig(**({"epochs": args.epochs} if args.epochs else {}), target_precision=args.target, seed=args.seed, progress=False)
     started = time.perf_counter()
     train_bundle([write_annotations(labeled, folder.with_suffix(".jsonl"))], folder, config=config, log=lambda m: None)
     seconds = time.perf_counter() - started
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--seed-per-label", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--batch", type=int, default=400)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, help="fine-tuning epochs (default: TrainConfig's)")
     parser.add_argument("--target", type=float, default=0.97)
     parser.add_argument("--calibration-share", type=float, default=0.15, help="share of the seed and of each batch drawn at random for calibration")
     parser.add_argument("--seed", type=int, default=13)

@@ -14,8 +14,9 @@ The default recipe (measured on Banking77, see BENCHMARKS.md):
    (chosen by `benchmarks/recipe_search.py` on a dev split carved from
    Banking77's train split: see BENCHMARKS.md);
 4. length-bucketed batches with per-batch padding (most requests are short);
-5. early stopping on validation accuracy, keeping the best weights; epoch 0
-   (the probe or the centroids alone) must be beaten to be replaced.
+5. early stopping on validation accuracy, keeping the best weights (ties go
+   to the later epoch); epoch 0 (the probe or the centroids alone) must be
+   beaten, not tied, to be replaced.
 The cosine head is folded into a plain linear head after training, so
 bundles, ONNX export and serving do not depend on how it was trained.
 """
@@ -327,7 +328,9 @@ class RouterClassifier:
             )
             if stats.validation_accuracy is None:
                 self.history_.best_epoch, best_state = epoch, None  # no validation: keep the latest weights
-            elif stats.validation_accuracy > best_accuracy:
+            elif stats.validation_accuracy > best_accuracy or (stats.validation_accuracy == best_accuracy and self.history_.best_epoch > 0):
+                # ties go to the later epoch: the learning rate has decayed further and, on a
+                # small validation split, equal accuracy is no evidence against more training
                 best_accuracy, stale = stats.validation_accuracy, 0
                 best_state = copy.deepcopy(network.state_dict())
                 self.history_.best_epoch = epoch

@@ -107,3 +107,38 @@ def test_an_unknown_head_is_refused(tiny_base_model):
     texts, labels = toy(5, seed=6)
     with pytest.raises(ValueError, match="head must be one of"):
         RouterClassifier(tiny_base_model, head="mlp", progress=False).fit(texts, labels)
+
+
+@pytest.mark.parametrize(
+    ("accuracies", "best_epoch"),
+    [
+        ([0.5, 0.5, 0.8, 0.8, 0.6], 3),  # epoch 3 ties epoch 2: the later one is kept
+        ([0.5, 0.5, 0.4], 0),  # epoch 1 only ties the starting head: the start is kept
+    ],
+)
+def test_validation_ties_keep_the_later_epoch_but_never_replace_the_start(tiny_base_model, monkeypatch, accuracies, best_epoch):
+    import sav_router.training as training
+
+    texts, labels = toy(10, seed=7)
+    val_texts, val_labels = toy(5, seed=8)
+    real_forward = training.forward_texts
+    # GIVEN validation accuracies scripted per evaluation: the starting head first, then each epoch
+    script = iter(accuracies)
+
+    def scripted(network, tokenizer, batch_texts, **kwargs):
+        logits, pooled = real_forward(network, tokenizer, batch_texts, **kwargs)
+        if list(batch_texts) != val_texts:
+            return logits, pooled
+        index = {label: i for i, label in enumerate(sorted(set(labels)))}
+        gold = np.array([index[label] for label in val_labels])
+        right = np.zeros(len(gold), dtype=bool)
+        right[: round(next(script) * len(gold))] = True
+        predicted = np.where(right, gold, (gold + 1) % len(index))
+        return np.eye(len(index), dtype=np.float32)[predicted] * 10, pooled
+
+    monkeypatch.setattr(training, "forward_texts", scripted)
+    epochs = len(accuracies) - 1
+    clf = RouterClassifier(tiny_base_model, epochs=epochs, patience=5, progress=False, learning_rate=1e-4, head_learning_rate=1e-3)
+    clf.fit(texts, labels, validation=(val_texts, val_labels))
+    assert [e.validation_accuracy for e in clf.history_.epochs] == accuracies[1:]
+    assert clf.history_.best_epoch == best_epoch
