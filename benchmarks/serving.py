@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 BANKING77 = REPO.parent / "shared" / "datasets" / "banking77"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 LOCUSTFILE = Path(__file__).with_name("serving_locustfile.py")
+WRK_SCRIPT = Path(__file__).with_name("serving_wrk.lua")
 sys.path.insert(0, str(REPO))
 
 
@@ -148,13 +149,15 @@ def stop_server(process: subprocess.Popen) -> int:
         return process.wait()
 
 
-def run_locust(port: int, users: int, seconds: int, texts_file: Path, prefix: Path, rate: float = 0.0, history: bool = False) -> dict:
+def run_locust(
+    port: int, users: int, seconds: int, texts_file: Path, prefix: Path, rate: float = 0.0, history: bool = False, think_ms: float = 0.0
+) -> dict:
     """Headless locust against the loopback server; returns the aggregated stats row."""
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary", "-u", str(users), "-r", str(users)]
     command += ["-t", f"{seconds}s", "--host", f"http://127.0.0.1:{port}", "--csv", str(prefix), "--stop-timeout", "10"]
     if history:
         command.append("--csv-full-history")
-    env = {**os.environ, "SAV_LOAD_TEXTS": str(texts_file), "SAV_LOAD_RATE": str(rate)}
+    env = {**os.environ, "SAV_LOAD_TEXTS": str(texts_file), "SAV_LOAD_RATE": str(rate), "SAV_LOAD_THINK_MS": str(think_ms)}
     subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=prefix.with_suffix(".log").open("w"), timeout=seconds + 120, check=False)
     with Path(f"{prefix}_stats.csv").open() as handle:
         row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
@@ -167,24 +170,46 @@ def run_locust(port: int, users: int, seconds: int, texts_file: Path, prefix: Pa
     }
 
 
+def run_wrk(port: int, users: int, seconds: int, bodies_file: Path, think_ms: float = 0.0) -> dict:
+    """wrk (C, one thread: little CPU taken from the server) against the loopback server."""
+    command = ["wrk", "-t1", f"-c{users}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}/invocations"]
+    env = {**os.environ, "SAV_LOAD_BODIES": str(bodies_file), "SAV_LOAD_THINK_MS": str(think_ms)}
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    return {
+        "requests": result["requests"],
+        "failures": result["status_errors"] + result["socket_errors"],
+        "rps": result["requests"] / result["duration_s"],
+        "p50_ms": result["p50_ms"],
+        "p99_ms": result["p99_ms"],
+    }
+
+
+def http_load(generator: str, port: int, users: int, seconds: int, output: Path, name: str, think_ms: float) -> dict:
+    if generator == "wrk":
+        return run_wrk(port, users, seconds, output / "bodies.jsonl", think_ms)
+    return run_locust(port, users, seconds, output / "texts.json", output / name, think_ms=think_ms)
+
+
 # -- report --------------------------------------------------------------------
 def table(results: dict) -> str:
     rows = results["backends"]
     torch_rate = rows["torch"]["throughput"]
     lines = [
         "| backend | batch throughput (ex/s) | vs torch | share of matmul peak | single p50 / p99 (ms) | accuracy | top-1 agreement | max score diff "
-        f"| HTTP closed loop {results['users']} users: req/s, p50 / p99 (ms), errors | HTTP paced {results['paced_rps']:.0f} req/s: p50 / p99 (ms) |",
+        f"| HTTP closed loop, {results['users']} clients: req/s, p50 / p99 (ms), errors "
+        f"| HTTP {results['users']} clients, {results['think_ms']:.0f} ms think time: req/s, p50 / p99 (ms), errors |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
         eq = row.get("equivalence", {})
-        closed, paced = row.get("http", {}), row.get("http_paced", {})
+        closed, think = row.get("http", {}), row.get("http_think", {})
         lines.append(
             f"| {name} | {row['throughput']:.0f} | {row['throughput'] / torch_rate:.2f}x | {row['peak_share']:.1%} "
             f"| {row['single_p50_ms']:.1f} / {row['single_p99_ms']:.1f} | {row['accuracy']:.4f} "
             f"| {eq.get('top1_agreement', 1.0):.4f} | {eq.get('max_score_difference', 0.0):.1e} "
-            f"| {closed.get('rps', 0):.0f}, {closed.get('p50_ms', 0):.0f} / {closed.get('p99_ms', 0):.0f}, {closed.get('failures', 0)} "
-            f"| {paced.get('p50_ms', 0):.0f} / {paced.get('p99_ms', 0):.0f} |"
+            f"| {closed.get('rps', 0):.0f}, {closed.get('p50_ms', 0):.1f} / {closed.get('p99_ms', 0):.1f}, {closed.get('failures', 0)} "
+            f"| {think.get('rps', 0):.0f}, {think.get('p50_ms', 0):.1f} / {think.get('p99_ms', 0):.1f}, {think.get('failures', 0)} |"
         )
     return "\n".join(lines)
 
@@ -198,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single", type=int, default=300, help="single requests timed per backend")
     parser.add_argument("--users", type=int, default=50, help="concurrent HTTP clients")
     parser.add_argument("--http-seconds", type=int, default=30)
-    parser.add_argument("--paced-rps", type=float, default=100.0, help="total request rate of the paced HTTP run")
+    parser.add_argument("--think-ms", type=float, default=250.0, help="think time of each client in the second HTTP run")
+    parser.add_argument(
+        "--load-generator", choices=("auto", "wrk", "locust"), default="auto",
+        help="wrk (C, light; apt-get install wrk) or locust (Python); auto: wrk when installed",
+    )
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     args = parser.parse_args(argv)
 
@@ -221,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": str(source),
         "examples": len(texts),
         "users": args.users,
-        "paced_rps": args.paced_rps,
+        "think_ms": args.think_ms,
         "backends": {},
     }
     print(f"load average at start: {results['load_average_start']}", flush=True)
@@ -236,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     results["mean_tokens"], results["flops_per_request"] = tokens, flops_per_request(bundle, tokens)
     texts_file = args.output / "texts.json"
     texts_file.write_text(json.dumps(texts))
+    (args.output / "bodies.jsonl").write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)))
+    generator = args.load_generator if args.load_generator != "auto" else ("wrk" if shutil.which("wrk") else "locust")
+    results["load_generator"] = generator
     reference_labels = None
     for backend in args.backends:
         if backend == "onnx-int8" and not serving["onnx"]["equivalence"]["onnx-int8"]["passed"]:
@@ -250,9 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         server = start_server(bundle, backend, args.threads, port, args.output / f"server-{backend}.log")
         try:
-            run_locust(port, args.users, 5, texts_file, args.output / f"warmup-{backend}")
-            row["http"] = run_locust(port, args.users, args.http_seconds, texts_file, args.output / f"http-{backend}")
-            row["http_paced"] = run_locust(port, args.users, args.http_seconds, texts_file, args.output / f"paced-{backend}", rate=args.paced_rps / args.users)
+            http_load(generator, port, args.users, 5, args.output, f"warmup-{backend}", 0.0)
+            row["http"] = http_load(generator, port, args.users, args.http_seconds, args.output, f"http-{backend}", 0.0)
+            row["http_think"] = http_load(generator, port, args.users, args.http_seconds, args.output, f"think-{backend}", args.think_ms)
         finally:
             row["server_exit_code"] = stop_server(server)
         results["backends"][backend] = row
