@@ -131,7 +131,10 @@ def load_encoder(name_or_dir: str):
     return tokenizer, encoder
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_padding: float = 0.25) -> list[list[int]]:
+MAX_PADDING = 0.25  # inference: padded tokens allowed per real token in one forward call
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_padding: float = MAX_PADDING) -> list[list[int]]:
     """Indices grouped by similar length (inference: little padding, order restored later).
 
     Sorted by length, then cut into runs of at most `batch_size` whose padded size
@@ -204,6 +207,7 @@ def forward_texts(
     *,
     max_length: int,
     batch_size: int = 64,
+    max_padding: float = MAX_PADDING,
     progress: bool = False,
     description: str = "predict",
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +223,7 @@ def forward_texts(
         return logits, pooled
     device = next(network.parameters()).device
     encoded = Encoded(tokenizer, texts, max_length)
-    batches = length_sorted_batches(encoded.lengths, batch_size)
+    batches = length_sorted_batches(encoded.lengths, batch_size, max_padding)
     for indices in tqdm(batches, desc=description, disable=not progress, leave=False, unit="batch"):
         ids, mask = encoded.batch(indices)
         batch_logits, batch_pooled = network(ids.to(device), mask.to(device))

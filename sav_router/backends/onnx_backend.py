@@ -70,6 +70,9 @@ class OnnxBackend:
         self.max_length = manifest.max_length
         self.num_labels = len(manifest.labels)
         self.batch_size = batch_size
+        from sav_router.modeling import MAX_PADDING
+
+        self.max_padding = MAX_PADDING  # padded tokens allowed per real token inside one session run
 
     def forward(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         from sav_router.modeling import Encoded, length_sorted_batches
@@ -79,7 +82,7 @@ class OnnxBackend:
             return logits, np.zeros((0, 0), dtype=np.float32)
         encoded = Encoded(self.tokenizer, texts, self.max_length)
         pooled: np.ndarray | None = None
-        for indices in length_sorted_batches(encoded.lengths, self.batch_size):
+        for indices in length_sorted_batches(encoded.lengths, self.batch_size, self.max_padding):
             ids, mask = encoded.batch(indices)
             batch_logits, batch_pooled = self.session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
             if pooled is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sav_router.bundle import Manifest
-from sav_router.modeling import configure_threads, forward_texts, load_network
+from sav_router.modeling import MAX_PADDING, configure_threads, forward_texts, load_network
 
 
 class TorchBackend:
@@ -19,6 +19,9 @@ class TorchBackend:
         self.network, self.tokenizer = load_network(bundle_dir, manifest)
         self.max_length = manifest.max_length
         self.batch_size = batch_size
+        self.max_padding = MAX_PADDING
 
     def forward(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        return forward_texts(self.network, self.tokenizer, texts, max_length=self.max_length, batch_size=self.batch_size)
+        return forward_texts(
+            self.network, self.tokenizer, texts, max_length=self.max_length, batch_size=self.batch_size, max_padding=self.max_padding
+        )

@@ -202,5 +202,10 @@ def encode(records: list[dict[str, Any]], *, single: bool, media_type: str) -> b
     return _dumps(records[0] if single else {"predictions": records}).encode("utf-8")
 
 
+# Line breaks that JSON leaves raw inside strings but that str.splitlines() and many
+# line readers split on: escaped, so one record is always exactly one line.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_LINE_BREAKS)

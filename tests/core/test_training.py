@@ -142,3 +142,17 @@ def test_validation_ties_keep_the_later_epoch_but_never_replace_the_start(tiny_b
     clf.fit(texts, labels, validation=(val_texts, val_labels))
     assert [e.validation_accuracy for e in clf.history_.epochs] == accuracies[1:]
     assert clf.history_.best_epoch == best_epoch
+
+
+def test_inference_batches_cut_a_mixed_micro_batch_by_length():
+    # GIVEN a micro-batch of ten short requests and two long ones, in arrival order
+    lengths = [60, 5, 6, 5, 7, 6, 5, 58, 6, 5, 7, 6]
+    batches = length_sorted_batches(lengths, 64)
+    # THEN the long ones are not padding the short ones: each batch stays within 25 % padding
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        real = sum(lengths[i] for i in batch)
+        assert len(batch) * max(lengths[i] for i in batch) <= 1.25 * real
+    assert {0, 7} in [set(batch) for batch in batches]
+    # AND with unlimited padding it is one batch, as before
+    assert len(length_sorted_batches(lengths, 64, max_padding=float("inf"))) == 1

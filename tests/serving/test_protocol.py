@@ -60,3 +60,11 @@ def test_encode_formats():
     assert json.loads(encode(records, single=False, media_type=JSON)) == {"predictions": records}
     assert encode(records, single=False, media_type=JSONLINES).decode().splitlines() == [json.dumps(r, separators=(",", ":")) for r in records]
     assert encode([{"id": "é"}], single=True, media_type=JSON).decode("utf-8") == '{"id":"é"}'
+
+
+def test_json_lines_answers_stay_one_record_per_line_whatever_the_ids_hold():
+    # GIVEN ids holding characters that line readers (str.splitlines) treat as line breaks
+    records = [{"id": "a\u2028b", "decision": "route"}, {"id": "c\x85d\u2029", "decision": "escalate"}]
+    body = encode(records, single=False, media_type=JSONLINES).decode("utf-8")
+    # THEN each record is exactly one line, and decodes back to the same values
+    assert [json.loads(line) for line in body.splitlines()] == records
