@@ -140,8 +140,8 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_padding: 
     Sorted by length, then cut into runs of at most `batch_size` whose padded size
     (count x longest) stays within `1 + max_padding` of their real token count. A
     server's micro-batch mixes short and long requests: padded as one batch, 50 random
-    Banking77 requests cost 4x their real tokens and ran at 109 requests/s; grouped, they
-    ran near the speed of a presorted data set (BENCHMARKS.md).
+    Banking77 requests ran at 122 requests/s on the fp32 ONNX backend, grouped at 290
+    (BENCHMARKS.md, serving).
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
