@@ -32,8 +32,8 @@ def export_fp32(bundle_dir: str | Path, output: str | Path) -> Path:
 
     TorchScript export with eager attention, not the dynamo exporter: ONNX Runtime's BERT
     fusions (one Attention kernel per layer, embedding and skip LayerNorms) recognise the
-    graphs it writes and not the SDPA masking that dynamo exports, and fused graphs answer
-    a short request about 1.5x faster (measured on Banking77, see BENCHMARKS.md).
+    graphs it writes and not the SDPA masking that dynamo exports; the fused fp32 graph
+    answers one Banking77 request 2.3x faster than eager PyTorch (BENCHMARKS.md, serving).
     """
     import torch
 
@@ -46,7 +46,7 @@ def export_fp32(bundle_dir: str | Path, output: str | Path) -> Path:
     example = tokenizer(["an example request to trace", "another one"], padding=True, return_tensors="pt")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    dynamic = {"batch": 0, "sequence": 1}
+    axes = {0: "batch", 1: "sequence"}
     torch.onnx.export(
         network,
         (example["input_ids"], example["attention_mask"]),
@@ -56,8 +56,8 @@ def export_fp32(bundle_dir: str | Path, output: str | Path) -> Path:
         input_names=["input_ids", "attention_mask"],
         output_names=["logits", "pooled"],
         dynamic_axes={
-            "input_ids": {v: k for k, v in dynamic.items()},
-            "attention_mask": {v: k for k, v in dynamic.items()},
+            "input_ids": axes,
+            "attention_mask": axes,
             "logits": {0: "batch"},
             "pooled": {0: "batch"},
         },
