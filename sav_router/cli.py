@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", "-o", metavar="MODEL_DIR", help="bundle folder to write")
     train.add_argument("--base-model", help="HF model folder or id (default: packaged all-MiniLM-L6-v2)")
     from sav_router.build import TrainConfig
+    from sav_router.ood import DETECTORS
 
     defaults = TrainConfig()
     train.add_argument("--target-precision", type=_probability, help=f"routed precision to guarantee (default {defaults.target_precision})")
@@ -186,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--calibration-share", type=float, help=f"share of teach rows held out to calibrate (default {defaults.calibration_share})")
     train.add_argument("--validation-share", type=float, help=f"share held out for early stopping (default {defaults.validation_share})")
     train.add_argument("--ood-quantile", type=float, help=f"in-distribution quantile of the OOD threshold (default {defaults.ood_quantile})")
-    train.add_argument("--ood-method", choices=("mahalanobis", "knn"), help=f"out-of-distribution score (default {defaults.ood_method})")
+    train.add_argument("--ood-method", choices=sorted(DETECTORS), help=f"out-of-distribution score (default {defaults.ood_method})")
     train.add_argument("--ood-k", type=int, help=f"neighbour rank of the knn score (default {defaults.ood_k})")
     train.add_argument("--threads", type=int, help="torch threads (default: usable cores)")
     train.add_argument("--device", help="torch device for fine-tuning: cpu, cuda, cuda:N (default: $SAV_ROUTER_DEVICE, else cuda when available)")

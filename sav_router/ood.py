@@ -25,7 +25,9 @@ from typing import ClassVar
 import numpy as np
 
 
-class _Detector:
+class OODDetector:
+    """What the router needs of a detector: `score`, `threshold_`, and a way back from disk."""
+
     METHOD: ClassVar[str]
 
     def __init__(self, quantile: float = 0.99) -> None:
@@ -45,7 +47,7 @@ class _Detector:
         return {}
 
 
-class MahalanobisOOD(_Detector):
+class MahalanobisOOD(OODDetector):
     """Fit on training embeddings and labels; score new embeddings."""
 
     METHOD = "mahalanobis-tied-ledoit-wolf"
@@ -94,7 +96,7 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-class NearestNeighbourOOD(_Detector):
+class NearestNeighbourOOD(OODDetector):
     """Cosine distance to the k-th nearest training embedding."""
 
     METHOD = "knn-cosine"
@@ -137,17 +139,17 @@ class NearestNeighbourOOD(_Detector):
 
 
 # CLI / config names -> detector classes; manifests record the class's METHOD
-DETECTORS: dict[str, type[_Detector]] = {"mahalanobis": MahalanobisOOD, "knn": NearestNeighbourOOD}
-BY_METHOD: dict[str, type[_Detector]] = {cls.METHOD: cls for cls in DETECTORS.values()}
+DETECTORS: dict[str, type[OODDetector]] = {"mahalanobis": MahalanobisOOD, "knn": NearestNeighbourOOD}
+BY_METHOD: dict[str, type[OODDetector]] = {cls.METHOD: cls for cls in DETECTORS.values()}
 
 
-def make_detector(name: str, *, quantile: float, k: int = 1) -> _Detector:
+def make_detector(name: str, *, quantile: float, k: int = 1) -> OODDetector:
     if name not in DETECTORS:
         raise ValueError(f"unknown OOD detector {name!r} (available: {', '.join(DETECTORS)})")
     return NearestNeighbourOOD(quantile=quantile, k=k) if name == "knn" else MahalanobisOOD(quantile=quantile)
 
 
-def detector_from_tensors(method: str, tensors: dict[str, np.ndarray], *, threshold: float, quantile: float, params: dict | None = None) -> _Detector:
+def detector_from_tensors(method: str, tensors: dict[str, np.ndarray], *, threshold: float, quantile: float, params: dict | None = None) -> OODDetector:
     """Rebuild a bundle's detector; an unknown method is refused, not guessed."""
     if method not in BY_METHOD:
         raise ValueError(f"unknown OOD method {method!r} in the bundle (this version knows: {', '.join(BY_METHOD)})")

@@ -21,7 +21,7 @@ from sav_router.calibration import softmax
 from sav_router.policy import EMPTY_TEXT, Decision, RoutingPolicy, decide, escalation
 
 if TYPE_CHECKING:
-    from sav_router.ood import _Detector
+    from sav_router.ood import OODDetector
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Scored:
     embeddings: np.ndarray | None = None  # pooled encoder output (active learning, diversity)
 
 
-def load_ood(bundle_dir: str | Path, manifest: Manifest) -> "_Detector | None":
+def load_ood(bundle_dir: str | Path, manifest: Manifest) -> "OODDetector | None":
     if not manifest.ood:
         return None
     from safetensors.numpy import load_file
@@ -56,7 +56,7 @@ def load_ood(bundle_dir: str | Path, manifest: Manifest) -> "_Detector | None":
 
 
 class Router:
-    def __init__(self, manifest: Manifest, backend: InferenceBackend, ood: "_Detector | None", policy: RoutingPolicy | None = None) -> None:
+    def __init__(self, manifest: Manifest, backend: InferenceBackend, ood: "OODDetector | None", policy: RoutingPolicy | None = None) -> None:
         self.manifest = manifest
         self.backend = backend
         self.ood = ood
