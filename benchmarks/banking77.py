@@ -25,13 +25,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sav_router.build import TrainConfig, train_bundle  # noqa: E402
-from sav_router.calibration import calibrate, expected_calibration_error, softmax  # noqa: E402
+from sav_router.training.build import TrainConfig, train_bundle  # noqa: E402
+from sav_router.calibration.thresholds import calibrate, expected_calibration_error, softmax  # noqa: E402
 from sav_router.data.annotations import TEACH, Columns, load_annotations  # noqa: E402
 from sav_router.data.splits import stratified_split  # noqa: E402
-from sav_router.evaluation import risk_coverage  # noqa: E402
-from sav_router.policy import RoutingPolicy, decide  # noqa: E402
-from sav_router.router import Router  # noqa: E402
+from sav_router.evaluation.metrics import risk_coverage  # noqa: E402
+from sav_router.core.policy import RoutingPolicy, decide  # noqa: E402
+from sav_router.model.router import Router  # noqa: E402
 
 DATA = REPO.parent / "shared" / "datasets" / "banking77"
 COLUMNS = Columns(text="text", label="category")
@@ -184,7 +184,7 @@ def tfidf_features(texts):
 
 
 def frozen_embedding_features(_texts):
-    from sav_router.modeling import RouterNetwork, configure_threads, forward_texts, load_encoder, resolve_base_model
+    from sav_router.model.network import RouterNetwork, configure_threads, forward_texts, load_encoder, resolve_base_model
 
     configure_threads(None)
     tokenizer, encoder = load_encoder(resolve_base_model(None))

@@ -33,11 +33,11 @@ def main() -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoTokenizer
 
-    from sav_router.backends.onnx_backend import session_options
-    from sav_router.backends.onnx_export import GELU_OPS, export_fp32, fuse_transformer_ops
+    from sav_router.model.backends.onnx_backend import session_options
+    from sav_router.model.backends.onnx_export import GELU_OPS, export_fp32, fuse_transformer_ops
     from sav_router.data.annotations import load_annotations
     from sav_router.data.splits import stratified_split
-    from sav_router.modeling import Encoded, length_sorted_batches
+    from sav_router.model.network import Encoded, length_sorted_batches
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)

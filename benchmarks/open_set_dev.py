@@ -46,12 +46,12 @@ def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
 
 
 def main() -> None:
-    from sav_router.calibration import calibrate, softmax
+    from sav_router.calibration.thresholds import calibrate, softmax
     from sav_router.data.annotations import load_annotations
     from sav_router.data.splits import stratified_split
-    from sav_router.ood import make_detector
-    from sav_router.policy import RoutingPolicy, decide
-    from sav_router.training import RouterClassifier
+    from sav_router.model.ood import make_detector
+    from sav_router.core.policy import RoutingPolicy, decide
+    from sav_router.training.estimator import RouterClassifier
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)

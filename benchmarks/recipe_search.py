@@ -95,8 +95,8 @@ def run_recipe(job: tuple[str, dict, dict]) -> dict:
     name, params, shared = job
     import torch
 
-    from sav_router.calibration import softmax
-    from sav_router.training import RouterClassifier
+    from sav_router.calibration.thresholds import softmax
+    from sav_router.training.estimator import RouterClassifier
 
     torch.set_num_threads(shared["threads"])
     train, dev, labels, tfidf = shared["train"], shared["dev"], shared["labels"], shared["tfidf"]

@@ -47,7 +47,7 @@ def quick_model(cache: Path, max_steps: int, threads: int) -> Path:
     """Fine-tune MiniLM on Banking77 train for `max_steps` steps (cached)."""
     if (cache / "router.json").is_file():
         return cache
-    from sav_router.build import TrainConfig, train_bundle
+    from sav_router.training.build import TrainConfig, train_bundle
     from sav_router.data.annotations import Columns
 
     config = TrainConfig(epochs=1, max_steps=max_steps, batch_size=32, learning_rate=1e-4, head_learning_rate=3e-3, num_threads=threads, progress=False)
@@ -87,7 +87,7 @@ def load_average() -> str:
 
 # -- in process ----------------------------------------------------------------
 def in_process(bundle: Path, backend: str, texts: list[str], labels: list[str], threads: int, single: int) -> dict:
-    from sav_router.router import Router
+    from sav_router.model.router import Router
     from sav_router.serving.runner import limit_helper_threads
 
     limit_helper_threads()  # as in the server
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"load average at start: {results['load_average_start']}", flush=True)
 
-    from sav_router.backends.onnx_export import prepare_onnx
+    from sav_router.model.backends.onnx_export import prepare_onnx
 
     serving = prepare_onnx(bundle, texts=texts, labels=labels, num_threads=args.threads)
     results["peak_gflops"] = matmul_peak_gflops(args.threads)
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _approve_for_measurement(bundle: Path) -> None:
     """Mark int8 as approved in the benchmark's own copy so its speed can still be reported."""
-    from sav_router.bundle import read_manifest, write_manifest
+    from sav_router.core.bundle import read_manifest, write_manifest
 
     manifest = read_manifest(bundle)
     manifest.serving["onnx"]["equivalence"]["onnx-int8"]["measured_despite_failing_gate"] = True

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sav_router import __version__
-from sav_router.policy import decision_record  # noqa: F401 - re-exported: the per-request output format
+from sav_router.core.policy import decision_record  # noqa: F401 - re-exported: the per-request output format
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -53,7 +53,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 # -- train -------------------------------------------------------------------
 def _cmd_train(args: argparse.Namespace) -> int:
-    from sav_router import sagemaker
+    from sav_router.training import sagemaker
 
     if not args.data:
         if sagemaker.in_training_job():
@@ -61,8 +61,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("train needs DATA files (or the SageMaker training contract: SM_MODEL_DIR / hyperparameters.json)")
     if args.output is None:
         raise UsageError("train needs --output MODEL_DIR")
-    from sav_router.build import TrainConfig, train_bundle
-    from sav_router.teams import load_teams
+    from sav_router.training.build import TrainConfig, train_bundle
+    from sav_router.core.teams import load_teams
 
     chosen = {
         "base_model": args.base_model,
@@ -104,8 +104,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 # -- evaluate ----------------------------------------------------------------
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from sav_router.data.annotations import load_annotations, write_rejects
-    from sav_router.evaluation import evaluate, write_report
-    from sav_router.router import Router
+    from sav_router.evaluation.metrics import evaluate, write_report
+    from sav_router.model.router import Router
 
     router = Router.load(args.model_dir, backend=args.backend, num_threads=args.threads)
     data = load_annotations(args.data, columns=_columns(args))
@@ -128,7 +128,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from sav_router.data.annotations import read_requests, write_rejects
-    from sav_router.router import Router
+    from sav_router.model.router import Router
 
     router = Router.load(args.model_dir, backend=args.backend, num_threads=args.threads)
     records, rejects = read_requests(args.data, columns=_columns(args))
@@ -151,7 +151,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 # -- quickstart --------------------------------------------------------------
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    from sav_router.quickstart import run_quickstart
+    from sav_router.loop.quickstart import run_quickstart
 
     run_quickstart(Path(args.output), epochs=args.epochs, base_model=args.base_model, progress=_progress(args), log=_log)
     return EXIT_OK
@@ -166,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("data", nargs="*", metavar="DATA", help="annotation files (.jsonl or .csv)")
     train.add_argument("--output", "-o", metavar="MODEL_DIR", help="bundle folder to write")
     train.add_argument("--base-model", help="HF model folder or id (default: packaged all-MiniLM-L6-v2)")
-    from sav_router.build import TrainConfig
-    from sav_router.ood import DETECTORS
+    from sav_router.training.build import TrainConfig
+    from sav_router.model.ood import DETECTORS
 
     defaults = TrainConfig()
     train.add_argument("--target-precision", type=_probability, help=f"routed precision to guarantee (default {defaults.target_precision})")
@@ -225,11 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serving_commands(sub)
 
-    from sav_router.loop_cli import add_loop_commands  # models, register, promote, rollback, route, compare, select
+    from sav_router.loop.commands import add_loop_commands  # models, register, promote, rollback, route, compare, select
 
     add_loop_commands(sub)
 
-    from sav_router.importing import add_import_parser
+    from sav_router.loop.importing import add_import_parser
     from sav_router.review.audit import add_audit_parser
     from sav_router.review.session import add_review_parser
 
@@ -245,10 +245,10 @@ def _add_runtime(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sav_router.bundle import BundleError
+    from sav_router.core.bundle import BundleError
     from sav_router.data.annotations import NoValidDataError
-    from sav_router.teams import TeamsError
-    from sav_router.workspace import RegistryError
+    from sav_router.core.teams import TeamsError
+    from sav_router.loop.workspace import RegistryError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """AWS runtime logic behind the Lambda handlers in `lambdas/`.
 
 Light on purpose: boto3 (present in every Lambda runtime), the pure-Python core
-(`sav_router.policy`, `sav_router.bundle`, `sav_router.comparison`,
+(`sav_router.core.policy`, `sav_router.core.bundle`, `sav_router.loop.comparison`,
 `sav_router.data.annotations`) and nothing else. The routing Lambda must stay
 small, so no module here imports torch, transformers or numpy at import time;
 the one step that needs the numeric evaluation code (`evaluation_step`) imports

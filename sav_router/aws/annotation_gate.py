@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sav_router.aws import layout
-from sav_router.sagemaker import DATA_SUFFIXES
+from sav_router.training.sagemaker import DATA_SUFFIXES
 
 GATE_KEY = "gate"
 

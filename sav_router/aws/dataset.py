@@ -20,7 +20,7 @@ from typing import Any
 from sav_router.aws import layout
 from sav_router.aws.s3io import list_keys, put_json, put_jsonl
 from sav_router.data.annotations import CHECK, NoValidDataError, load_annotations
-from sav_router.sagemaker import DATA_SUFFIXES
+from sav_router.training.sagemaker import DATA_SUFFIXES
 
 
 class DatasetError(ValueError):

@@ -20,8 +20,8 @@ from typing import Any
 from sav_router.aws import layout
 from sav_router.aws.gate import quality_gate
 from sav_router.aws.s3io import get_json, get_jsonl, put_json
-from sav_router.bundle import MANIFEST_NAME, Manifest
-from sav_router.policy import MODEL_UNAVAILABLE, Decision, escalation
+from sav_router.core.bundle import MANIFEST_NAME, Manifest
+from sav_router.core.policy import MODEL_UNAVAILABLE, Decision, escalation
 
 
 class EvaluationError(ValueError):
@@ -63,8 +63,8 @@ def _rows(records: Sequence[Mapping[str, Any]], gold: Mapping[str, str], labels:
 def summarize_records(records: Sequence[Mapping[str, Any]], gold: Mapping[str, str], manifest: Manifest) -> dict[str, Any]:
     import numpy as np
 
-    from sav_router.evaluation import summarize
-    from sav_router.router import Scored
+    from sav_router.evaluation.metrics import summarize
+    from sav_router.model.router import Scored
 
     probabilities, ood, decisions, gold_labels, errors = _rows(records, gold, manifest.labels)
     probs = np.asarray(probabilities, dtype=np.float64)

@@ -23,8 +23,8 @@ from typing import Any
 
 from sav_router.aws import layout
 from sav_router.aws.s3io import put_jsonl
-from sav_router.bundle import Manifest
-from sav_router.policy import (
+from sav_router.core.bundle import Manifest
+from sav_router.core.policy import (
     decision_record,
     EMPTY_TEXT,
     MODEL_UNAVAILABLE,

@@ -15,7 +15,7 @@ from typing import Any
 
 from sav_router.aws import layout
 from sav_router.aws.s3io import get_json, get_jsonl, list_keys, put_json, put_jsonl
-from sav_router.comparison import compare_decisions
+from sav_router.loop.comparison import compare_decisions
 
 APPROVED = "Approved"
 PENDING = "PendingManualApproval"

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sav_router.review.items import AUDIT_SOURCE, lenient_rows
-from sav_router.workspace import Workspace
+from sav_router.loop.workspace import Workspace
 
 CONFIDENCE = 0.95
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from sav_router.data.annotations import CHECK, TEACH
-from sav_router.workspace import utc_now
+from sav_router.loop.workspace import utc_now
 
 REVIEW_SOURCE = "review"  # answers to escalations: teach annotations
 AUDIT_SOURCE = "audit"  # answers to audit samples: check annotations, never trained on

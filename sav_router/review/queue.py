@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sav_router.review.items import AUDIT_SOURCE, REVIEW_SOURCE, ItemError, ReviewItem, parse_item, read_rows_lenient
-from sav_router.workspace import Workspace, append_jsonl, stamp, utc_now
+from sav_router.loop.workspace import Workspace, append_jsonl, stamp, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -176,8 +176,8 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 def known_labels_for(model: str | None, workspace) -> list[str] | None:
     """Labels of --model, else of the production model; None when neither is there."""
-    from sav_router.bundle import BundleError, read_manifest
-    from sav_router.workspace import RegistryError
+    from sav_router.core.bundle import BundleError, read_manifest
+    from sav_router.loop.workspace import RegistryError
 
     if model is not None:
         return list(read_manifest(model).labels)  # an explicit bundle that is not one is a usage error
@@ -188,7 +188,7 @@ def known_labels_for(model: str | None, workspace) -> list[str] | None:
 
 
 def _cmd_review(args: argparse.Namespace) -> int:
-    from sav_router.workspace import Workspace
+    from sav_router.loop.workspace import Workspace
 
     if args.limit is not None and args.limit < 1:
         raise ReviewUsageError("--limit must be at least 1")

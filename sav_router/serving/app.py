@@ -71,7 +71,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def create_app(router, settings: ServeSettings | None = None) -> FastAPI:
-    from sav_router.cli import decision_record
+    from sav_router.core.policy import decision_record
 
     settings = settings or ServeSettings()
     batcher = MicroBatcher(lambda texts: predict_records(router, texts), max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms)

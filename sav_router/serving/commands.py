@@ -32,7 +32,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
-    from sav_router.backends.onnx_export import prepare_onnx
+    from sav_router.model.backends.onnx_export import prepare_onnx
     from sav_router.data.annotations import Columns, load_annotations
 
     texts: list[str] = []

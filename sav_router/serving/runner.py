@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from sav_router import env
-from sav_router.bundle import MANIFEST_NAME, read_manifest
+from sav_router.core.bundle import MANIFEST_NAME, read_manifest
 from sav_router.serving.settings import BACKEND, ServeSettings, resolve_port
 
 log = logging.getLogger("sav_router.serving")
@@ -26,7 +26,7 @@ MODEL_ARCHIVE = "model.tar.gz"
 
 def default_model_dir() -> Path:
     """Where SageMaker puts the model: /opt/ml/model (moved by SAV_ROUTER_OPT_ML in tests)."""
-    from sav_router.sagemaker import opt_ml_root
+    from sav_router.training.sagemaker import opt_ml_root
 
     return opt_ml_root() / "model"
 
@@ -80,7 +80,7 @@ def serve(
 ) -> int:
     import uvicorn
 
-    from sav_router.router import Router
+    from sav_router.model.router import Router
     from sav_router.serving.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from sav_router.bundle import PROTOCOL, BundleError, Manifest, read_manifest, write_manifest
-from sav_router.policy import RoutingPolicy
+from sav_router.core.bundle import PROTOCOL, BundleError, Manifest, read_manifest, write_manifest
+from sav_router.core.policy import RoutingPolicy
 
 
 def manifest(**overrides) -> Manifest:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from sav_router.policy import (
+from sav_router.core.policy import (
     AMBIGUOUS,
     LOW_CONFIDENCE,
     NO_TEAM_FOR_LABEL,
@@ -98,7 +98,7 @@ def test_softmax_with_temperature():
     assert sum(softmax([1000.0, 999.0, -5.0])) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("module", ["sav_router", "sav_router.policy", "sav_router.bundle", "sav_router.comparison", "sav_router.env"])
+@pytest.mark.parametrize("module", ["sav_router", "sav_router.core.policy", "sav_router.core.bundle", "sav_router.loop.comparison", "sav_router.env"])
 def test_light_modules_import_no_heavy_dependency(module):
     code = (
         f"import sys, {module}; heavy = [m for m in ('torch', 'transformers', 'numpy') if m in sys.modules]; "

@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 import boto3
 from moto.sagemaker.models import SageMakerModelBackend
 
-from sav_router.bundle import Manifest
-from sav_router.policy import RoutingPolicy, decide, decision_record
+from sav_router.core.bundle import Manifest
+from sav_router.core.policy import RoutingPolicy, decide, decision_record
 
 MODEL_VERSION = "20250101T000000Z-c0ffee00"
 

@@ -63,10 +63,10 @@ def test_local_bundling_copies_handler_and_core_without_docker(tmp_path):
     (folder / "handler.py").write_text("def handler(event, context):\n    return event\n")
     out = tmp_path / "asset"
     assert LocalPipBundling(folder).try_bundle(str(out)) is True
-    assert (out / "handler.py").is_file() and (out / "sav_router" / "policy.py").is_file() and (out / "sav_router" / "aws" / "routing.py").is_file()
+    assert (out / "handler.py").is_file() and (out / "sav_router" / "core" / "policy.py").is_file() and (out / "sav_router" / "aws" / "routing.py").is_file()
     assert not (out / "sav_router" / "samples").exists() and not list(out.rglob("__pycache__"))
     # the copied core is complete: the evaluation step's import chain resolves from the asset alone
-    code = (f"import sys; sys.path.insert(0, {str(out)!r}); import sav_router.aws.evaluation_step, sav_router.evaluation, sav_router.aws.routing; "
+    code = (f"import sys; sys.path.insert(0, {str(out)!r}); import sav_router.aws.evaluation_step, sav_router.evaluation.metrics, sav_router.aws.routing; "
             "print(sav_router.__file__)")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

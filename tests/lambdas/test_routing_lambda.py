@@ -13,8 +13,8 @@ from moto.moto_api._internal.models import moto_api_backend
 
 import aws_env
 from lambda_harness import BUCKET, bodies, drain, load_handler_module, sqs_event
-from sav_router.bundle import Manifest
-from sav_router.policy import RoutingPolicy
+from sav_router.core.bundle import Manifest
+from sav_router.core.policy import RoutingPolicy
 
 VERSION = "20250101T000000Z-c0ffee00"
 LABELS = ["order_status", "refund_status", "warranty_claim"]

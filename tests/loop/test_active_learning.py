@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sav_router.active_learning import disagreement, margin_uncertainty, percentile_rank, select_for_annotation
+from sav_router.loop.active_learning import disagreement, margin_uncertainty, percentile_rank, select_for_annotation
 
 
 def test_margin_uncertainty_prefers_close_calls():

@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from sav_router.workspace import RegistryError, Workspace, append_jsonl, read_jsonl
+from sav_router.loop.workspace import RegistryError, Workspace, append_jsonl, read_jsonl
 
 
 def fake_bundle(tmp_path, version, labels=("a", "b")):
     """A manifest-only bundle: the registry reads manifests, never weights."""
-    from sav_router.bundle import Manifest, write_manifest
-    from sav_router.policy import RoutingPolicy
+    from sav_router.core.bundle import Manifest, write_manifest
+    from sav_router.core.policy import RoutingPolicy
 
     folder = tmp_path / f"src-{version}"
     write_manifest(folder, Manifest(labels=list(labels), policy=RoutingPolicy(threshold=0.9), base_model="x", model_version=version, created_at="2026-01-01T00:00:00+00:00"))

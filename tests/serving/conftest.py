@@ -9,7 +9,7 @@ import pytest
 
 
 def train_tiny_bundle(base_model: str, annotations: Path, out: Path) -> Path:
-    from sav_router.build import TrainConfig, train_bundle
+    from sav_router.training.build import TrainConfig, train_bundle
 
     config = TrainConfig(base_model=base_model, epochs=2, progress=False, learning_rate=1e-3, head_learning_rate=1e-2, batch_size=16)
     train_bundle([annotations], out, config=config, log=lambda _: None)
@@ -42,7 +42,7 @@ def bundle_copy(serving_bundle, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def router(serving_bundle):
-    from sav_router.router import Router
+    from sav_router.model.router import Router
 
     return Router.load(serving_bundle, backend="torch", num_threads=1)
 

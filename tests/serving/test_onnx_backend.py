@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from sav_router.backends import BACKENDS, load_backend
-from sav_router.backends.onnx_export import FILES, compare
-from sav_router.bundle import BundleError, read_manifest, write_manifest
-from sav_router.router import Router
+from sav_router.model.backends import BACKENDS, load_backend
+from sav_router.model.backends.onnx_export import FILES, compare
+from sav_router.core.bundle import BundleError, read_manifest, write_manifest
+from sav_router.model.router import Router
 
 TEXTS = ["my parcel is still not here", "refund my money please", "", "password reset locked", "weather poem football recipe " * 20]
 

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from sav_router.bundle import BundleError
+from sav_router.core.bundle import BundleError
 from sav_router.serving.runner import choose_backend, resolve_model_dir
 
 from .helpers import free_port, start_process, stop, wait_until_ready

@@ -1,0 +1,140 @@
+"""The on-disk model bundle: `router.json` and the files beside it.
+
+A bundle is one folder: the fine-tuned encoder as a Hugging Face model folder
+(config.json, model.safetensors, tokenizer files), the classification head and
+the out-of-distribution statistics as safetensors (no pickle anywhere), and
+`router.json`, the manifest written here. The manifest carries a format
+protocol number; loaders refuse a bundle whose protocol they do not know, so a
+newer bundle never runs half-understood on an older router.
+
+Pure Python (json only): the routing Lambda reads thresholds from a manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sav_router import __version__
+from sav_router.core.policy import RoutingPolicy
+
+FORMAT_NAME = "sav-router-bundle"
+PROTOCOL = 1
+SUPPORTED_PROTOCOLS = frozenset({1})
+MANIFEST_NAME = "router.json"
+HEAD_FILE = "router_head.safetensors"
+OOD_FILE = "ood.safetensors"
+
+
+class BundleError(ValueError):
+    """A folder is not a bundle this version of sav-router can trust."""
+
+
+@dataclass
+class Manifest:
+    """Everything about a bundle except its tensors."""
+
+    labels: list[str]
+    policy: RoutingPolicy
+    base_model: str
+    model_version: str
+    created_at: str
+    temperature: float = 1.0
+    max_length: int = 64
+    architecture: dict[str, Any] = field(default_factory=dict)  # pooling, normalize
+    calibration: dict[str, Any] = field(default_factory=dict)
+    ood: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    serving: dict[str, Any] = field(default_factory=dict)
+    package_version: str = __version__
+    protocol: int = PROTOCOL
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "protocol": self.protocol,
+            "model_version": self.model_version,
+            "created_at": self.created_at,
+            "package_version": self.package_version,
+            "base_model": self.base_model,
+            "labels": list(self.labels),
+            "temperature": self.temperature,
+            "max_length": self.max_length,
+            "architecture": self.architecture,
+            "policy": self.policy.to_dict(),
+            "calibration": self.calibration,
+            "ood": self.ood,
+            "training": self.training,
+            "metrics": self.metrics,
+            "serving": self.serving,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "router.json") -> "Manifest":
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT_NAME:
+            raise BundleError(f"{source}: not a sav-router bundle manifest (missing format {FORMAT_NAME!r})")
+        protocol = data.get("protocol")
+        if not isinstance(protocol, int) or isinstance(protocol, bool):
+            raise BundleError(f"{source}: protocol must be an integer, got {protocol!r}")
+        if protocol not in SUPPORTED_PROTOCOLS:
+            newer = protocol > max(SUPPORTED_PROTOCOLS)
+            hint = "upgrade sav-router to load it" if newer else "it predates every protocol this version reads"
+            raise BundleError(
+                f"{source}: bundle protocol {protocol} is not supported by sav-router {__version__} "
+                f"(supported: {sorted(SUPPORTED_PROTOCOLS)}); {hint}"
+            )
+        try:
+            labels = [str(label) for label in data["labels"]]
+            manifest = cls(
+                labels=labels,
+                policy=RoutingPolicy.from_dict(data["policy"]),
+                base_model=str(data["base_model"]),
+                model_version=str(data["model_version"]),
+                created_at=str(data["created_at"]),
+                temperature=float(data.get("temperature", 1.0)),
+                max_length=int(data.get("max_length", 64)),
+                architecture=dict(data.get("architecture") or {}),
+                calibration=dict(data.get("calibration") or {}),
+                ood=dict(data.get("ood") or {}),
+                training=dict(data.get("training") or {}),
+                metrics=dict(data.get("metrics") or {}),
+                serving=dict(data.get("serving") or {}),
+                package_version=str(data.get("package_version", "unknown")),
+                protocol=protocol,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{source}: invalid manifest field: {exc}") from exc
+        if not labels or len(set(labels)) != len(labels):
+            raise BundleError(f"{source}: labels must be a non-empty list without duplicates")
+        if manifest.temperature <= 0:
+            raise BundleError(f"{source}: temperature must be > 0")
+        return manifest
+
+
+def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
+    """Read and validate `router.json`; raise BundleError with a clear reason."""
+    path = Path(bundle_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir}: no {MANIFEST_NAME} (not a sav-router model bundle)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: unreadable manifest: {exc}") from exc
+    return Manifest.from_dict(data, source=str(path))
+
+
+def write_manifest(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> Path:
+    """Write `router.json` atomically (a reader never sees half a manifest)."""
+    path = Path(bundle_dir) / MANIFEST_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+        json.dump(manifest.to_dict(), handle, indent=2, sort_keys=False)
+        handle.write("\n")
+    os.replace(handle.name, path)
+    return path

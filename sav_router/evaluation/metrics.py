@@ -1,0 +1,206 @@
+"""Evaluation on labeled requests: the report a Batch Transform run produces.
+
+Gold labels the model does not know are out of scope: routing one is a
+misroute, escalating it is right. `report.json` schema (all rates in [0, 1]):
+
+- `n_examples`, `n_in_scope`: counts
+- `accuracy`: top-1 accuracy on in-scope examples (before any threshold)
+- `coverage`: share of all examples routed; `escalation_rate` = 1 - coverage
+- `routed_precision`: share of routed examples whose label is the gold label
+  (a routed out-of-scope example counts as wrong);
+  `routed_precision_lower_bound`: its one-sided Clopper-Pearson bound at the
+  bundle's confidence level; `team_routed_precision`: same at team level
+- `out_of_scope`: {`count`, `escalated_rate`}
+- `aurc`: area under the risk-coverage curve (in-scope, calibrated confidence)
+- `ece`: {`before_temperature`, `after_temperature`} (in-scope, 15 bins)
+- `threshold`: the policy that made the decisions
+- `escalation_reasons`: count per reason; `routed_per_team`: count per team
+- `per_label`: {label: {precision, recall, f1, support}} (top-1, in-scope)
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sav_router.calibration.thresholds import clopper_pearson_lower, expected_calibration_error, softmax
+from sav_router.data.annotations import Record
+from sav_router.core.policy import Decision, RoutingPolicy
+from sav_router.model.router import Router, Scored
+
+SCHEMA_VERSION = 1
+
+
+def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Coverage and selective risk when routing the k most confident, for every k; and the AURC."""
+    if len(confidence) == 0:
+        return np.zeros(0), np.zeros(0), 0.0
+    order = np.argsort(-confidence, kind="stable")
+    errors = np.cumsum(~correct[order])
+    k = np.arange(1, len(order) + 1)
+    risk = errors / k
+    return k / len(order), risk, float(risk.mean())
+
+
+def per_label_metrics(gold: np.ndarray, predicted: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for index, name in enumerate(labels):
+        tp = int(((predicted == index) & (gold == index)).sum())
+        fp = int(((predicted == index) & (gold != index)).sum())
+        fn = int(((predicted != index) & (gold == index)).sum())
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[name] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": tp + fn}
+    return out
+
+
+@dataclass
+class Evaluation:
+    report: dict[str, Any]
+    confidence: np.ndarray  # calibrated top-1 confidence, in-scope rows
+    confidence_raw: np.ndarray  # T=1 top-1 confidence, in-scope rows
+    correct: np.ndarray  # top-1 correct, in-scope rows
+    confusion: np.ndarray  # [gold, predicted] over known labels, in-scope rows
+    labels: list[str]
+
+
+def summarize(
+    scored: Scored,
+    decisions: Sequence[Decision],
+    gold_labels: Sequence[str],
+    *,
+    labels: Sequence[str],
+    policy: RoutingPolicy,
+    temperature: float,
+    confidence_level: float = 0.95,
+    model_version: str | None = None,
+) -> Evaluation:
+    """Metrics from scores, decisions and gold labels (no model needed)."""
+    index = {label: i for i, label in enumerate(labels)}
+    n = len(gold_labels)
+    in_scope = np.array([label in index for label in gold_labels], dtype=bool)
+    gold = np.array([index.get(label, -1) for label in gold_labels])
+    predicted = scored.probabilities.argmax(axis=1) if n else np.zeros(0, dtype=int)
+    correct = predicted == gold
+    routed = np.array([d.routed for d in decisions], dtype=bool)
+    routed_correct = routed & np.array([d.label == g for d, g in zip(decisions, gold_labels)], dtype=bool)
+    team_correct = routed & np.array([d.team is not None and d.team == policy.team_for(g) and g in index for d, g in zip(decisions, gold_labels)])
+    n_routed = int(routed.sum())
+    conf = scored.probabilities.max(axis=1) if n else np.zeros(0)
+    conf_raw = softmax(scored.logits, 1.0).max(axis=1) if n else np.zeros(0)
+    _, _, aurc = risk_coverage(conf[in_scope], correct[in_scope])
+    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for g, p in zip(gold[in_scope], predicted[in_scope]):
+        confusion[g, p] += 1
+    reasons = Counter(reason for d in decisions if not d.routed for reason in d.reasons)
+    oos = ~in_scope
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "model_version": model_version,
+        "n_examples": n,
+        "n_in_scope": int(in_scope.sum()),
+        "accuracy": round(float(correct[in_scope].mean()), 4) if in_scope.any() else None,
+        "coverage": round(n_routed / n, 4) if n else 0.0,
+        "routed": n_routed,
+        "routed_precision": round(float(routed_correct.sum() / n_routed), 4) if n_routed else None,
+        "routed_precision_lower_bound": round(clopper_pearson_lower(int(routed_correct.sum()), n_routed, confidence_level), 4),
+        "team_routed_precision": round(float(team_correct.sum() / n_routed), 4) if n_routed else None,
+        "escalation_rate": round(1 - n_routed / n, 4) if n else 0.0,
+        "out_of_scope": {
+            "count": int(oos.sum()),
+            "escalated_rate": round(float((~routed[oos]).mean()), 4) if oos.any() else None,
+        },
+        "aurc": round(aurc, 5),
+        "ece": {
+            "before_temperature": round(expected_calibration_error(softmax(scored.logits[in_scope], 1.0), gold[in_scope]), 4)
+            if in_scope.any()
+            else None,
+            "after_temperature": round(expected_calibration_error(scored.probabilities[in_scope], gold[in_scope]), 4) if in_scope.any() else None,
+        },
+        "temperature": round(temperature, 4),
+        "threshold": {
+            "confidence": policy.threshold,
+            "margin": policy.margin,
+            "label_thresholds": dict(policy.label_thresholds),
+            "ood": policy.ood_threshold,
+        },
+        "escalation_reasons": dict(sorted(reasons.items())),
+        "routed_per_team": dict(sorted(Counter(d.team for d in decisions if d.routed).items())),
+        "per_label": per_label_metrics(gold[in_scope], predicted[in_scope], labels),
+    }
+    return Evaluation(report, conf[in_scope], conf_raw[in_scope], correct[in_scope], confusion, list(labels))
+
+
+def evaluate(router: Router, records: Sequence[Record]) -> Evaluation:
+    texts = [r.text for r in records]
+    scored = router.score(texts)
+    decisions = [router.decide_scored(scored, i) for i in range(len(texts))]
+    calibration = router.manifest.calibration
+    evaluation = summarize(
+        scored,
+        decisions,
+        [str(r.label) for r in records],
+        labels=router.labels,
+        policy=router.policy,
+        temperature=router.manifest.temperature,
+        confidence_level=float(calibration.get("confidence", 0.95)),
+        model_version=router.version,
+    )
+    evaluation.report["target_precision"] = calibration.get("target_precision")
+    evaluation.report["confidence_level"] = calibration.get("confidence")
+    return evaluation
+
+
+def _markdown(report: dict[str, Any], images: Sequence[str]) -> str:
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    oos = report["out_of_scope"]
+    lines = [
+        f"# Evaluation report: model {report.get('model_version')}",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| examples (in scope) | {report['n_examples']} ({report['n_in_scope']}) |",
+        f"| accuracy (top-1, in scope) | {pct(report['accuracy'])} |",
+        f"| target precision / confidence | {report.get('target_precision')} / {report.get('confidence_level')} |",
+        f"| coverage (routed) | {pct(report['coverage'])} ({report['routed']}) |",
+        f"| routed precision (lower bound) | {pct(report['routed_precision'])} ({pct(report['routed_precision_lower_bound'])}) |",
+        f"| team-level routed precision | {pct(report['team_routed_precision'])} |",
+        f"| out of scope: count, escalated | {oos['count']}, {pct(oos['escalated_rate'])} |",
+        f"| AURC | {report['aurc']:.4f} |",
+        f"| ECE before / after temperature | {report['ece']['before_temperature']} / {report['ece']['after_temperature']} |",
+        f"| threshold / margin / OOD | {report['threshold']['confidence']:.4f} / {report['threshold']['margin']} / {report['threshold']['ood']} |",
+        "",
+        "Escalation reasons: " + (", ".join(f"`{k}` {v}" for k, v in report["escalation_reasons"].items()) or "none"),
+        "",
+        "Routed per team: " + (", ".join(f"`{k}` {v}" for k, v in report["routed_per_team"].items()) or "none"),
+        "",
+    ]
+    lines += [f"![{Path(image).stem}]({image})" for image in images]
+    lines += ["", "## Per label", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for label, m in report["per_label"].items():
+        lines.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(evaluation: Evaluation, output_dir: str | Path, *, plots: bool = True) -> Path:
+    """report.json, report.md and PNG plots in `output_dir`; returns the JSON path."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    images: list[str] = []
+    if plots:
+        from sav_router.evaluation import plots as plotting
+
+        images = plotting.write_all(evaluation, output_dir)
+    path = output_dir / "report.json"
+    path.write_text(json.dumps(evaluation.report, indent=2) + "\n", encoding="utf-8")
+    (output_dir / "report.md").write_text(_markdown(evaluation.report, images), encoding="utf-8")
+    return path

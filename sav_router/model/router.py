@@ -1,0 +1,98 @@
+"""A loaded bundle that turns request texts into decisions.
+
+`Router` joins the three parts of a bundle: the network (through a backend),
+the temperature and OOD detector (calibrated scores), and the routing policy
+(the pure-Python `decide`). Batch prediction, evaluation and the server all go
+through `Router.predict`, so there is one code path from text to decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sav_router.model.backends import InferenceBackend, load_backend
+from sav_router.core.bundle import OOD_FILE, Manifest, read_manifest
+from sav_router.calibration.thresholds import softmax
+from sav_router.core.policy import EMPTY_TEXT, Decision, RoutingPolicy, decide, escalation
+
+if TYPE_CHECKING:
+    from sav_router.model.ood import OODDetector
+
+
+@dataclass
+class Scored:
+    """Calibrated probabilities and OOD scores for a batch (rows follow the input)."""
+
+    probabilities: np.ndarray
+    ood_scores: np.ndarray | None
+    logits: np.ndarray
+    embeddings: np.ndarray | None = None  # pooled encoder output (active learning, diversity)
+
+
+def load_ood(bundle_dir: str | Path, manifest: Manifest) -> "OODDetector | None":
+    if not manifest.ood:
+        return None
+    from safetensors.numpy import load_file
+
+    from sav_router.core.bundle import BundleError
+    from sav_router.model.ood import MahalanobisOOD, detector_from_tensors
+
+    tensors = load_file(str(Path(bundle_dir) / manifest.ood.get("file", OOD_FILE)))
+    try:
+        return detector_from_tensors(
+            manifest.ood.get("method", MahalanobisOOD.METHOD),
+            tensors,
+            threshold=float(manifest.ood["threshold"]),
+            quantile=float(manifest.ood.get("quantile", 0.99)),
+            params=manifest.ood.get("params"),
+        )
+    except (KeyError, ValueError) as exc:
+        raise BundleError(f"{bundle_dir}: cannot load the OOD detector: {exc}") from exc
+
+
+class Router:
+    def __init__(self, manifest: Manifest, backend: InferenceBackend, ood: "OODDetector | None", policy: RoutingPolicy | None = None) -> None:
+        self.manifest = manifest
+        self.backend = backend
+        self.ood = ood
+        self.policy = policy or manifest.policy
+
+    @classmethod
+    def load(cls, bundle_dir: str | Path, *, backend: str = "torch", policy: RoutingPolicy | None = None, num_threads: int | None = None) -> "Router":
+        manifest = read_manifest(bundle_dir)
+        return cls(manifest, load_backend(backend, bundle_dir, manifest, num_threads=num_threads), load_ood(bundle_dir, manifest), policy)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.manifest.labels
+
+    @property
+    def version(self) -> str:
+        return self.manifest.model_version
+
+    def score(self, texts: Sequence[str]) -> Scored:
+        logits, pooled = self.backend.forward(list(texts))
+        probabilities = softmax(logits, self.manifest.temperature)
+        ood_scores = self.ood.score(pooled) if self.ood is not None and len(texts) else None
+        return Scored(probabilities=probabilities, ood_scores=ood_scores, logits=logits, embeddings=pooled)
+
+    def decide_scored(self, scored: Scored, row: int) -> Decision:
+        scores = dict(zip(self.labels, scored.probabilities[row].tolist()))
+        ood = None if scored.ood_scores is None else float(scored.ood_scores[row])
+        return decide(scores, self.policy, ood_score=ood, model_version=self.version)
+
+    def predict(self, texts: Sequence[str]) -> tuple[list[Decision], list[dict[str, float] | None]]:
+        """Decisions and full label scores per text; blank texts escalate without scoring."""
+        present = [i for i, text in enumerate(texts) if text and text.strip()]
+        scored = self.score([texts[i] for i in present])
+        decisions: list[Decision] = [escalation(EMPTY_TEXT, model_version=self.version)] * len(texts)
+        all_scores: list[dict[str, float] | None] = [None] * len(texts)
+        for row, i in enumerate(present):
+            decisions[i] = self.decide_scored(scored, row)
+            all_scores[i] = dict(zip(self.labels, (round(p, 6) for p in scored.probabilities[row].tolist())))
+        return decisions, all_scores

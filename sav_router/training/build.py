@@ -1,0 +1,263 @@
+"""From annotation files to a calibrated model bundle: the `train` job.
+
+load + validate -> leakage-free split -> augmentation (train only) ->
+fine-tune -> OOD detector on training embeddings -> temperature and
+threshold on the calibration split -> bundle -> report on `check` rows.
+The same function runs locally, in the quickstart, and in a SageMaker
+training job (see `sav_router.training.sagemaker`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sav_router import __version__
+from sav_router.core.bundle import OOD_FILE, Manifest, write_manifest
+from sav_router.calibration.thresholds import calibrate, policy_from_calibration, softmax
+from sav_router.data.annotations import CALIBRATE, CHECK, TEACH, Columns, LoadResult, Record, load_annotations, write_rejects
+from sav_router.data.augment import augment_training
+from sav_router.data.splits import Splits, fingerprint, stratified_split
+from sav_router.model.ood import make_detector
+from sav_router.core.teams import complete_teams
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run (hyperparameters.json keys use the same names)."""
+
+    base_model: str | None = None
+    max_length: int = 64
+    epochs: int = 6
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    head_learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.0
+    class_weighted: bool = False
+    linear_probe: bool = True
+    probe_l2: float = 1e-4
+    normalize: bool = True
+    patience: int = 2
+    head: str = "cosine"
+    cosine_scale: float = 20.0
+    layer_decay: float = 1.0
+    seed: int = 13
+    calibration_share: float = 0.15
+    validation_share: float = 0.05
+    min_count: int = 30
+    target_precision: float = 0.95
+    confidence: float = 0.95
+    margins: tuple[float, ...] = (0.1,)
+    ood_quantile: float = 0.99
+    ood_method: str = "knn"
+    ood_k: int = 1
+    min_label_support: int | None = None
+    num_threads: int | None = None
+    device: str | None = None
+    max_steps: int | None = None
+    progress: bool = True
+
+    def hyperparameters(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("progress")
+        data["margins"] = list(self.margins)
+        return data
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    manifest: Manifest
+    data: LoadResult
+    splits: dict[str, int]
+    augmentation: dict[str, Any]
+    check_report: dict[str, Any] | None = None
+    seconds: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+
+def _model_version(data_fingerprint: str, created: datetime) -> str:
+    return f"{created.strftime('%Y%m%dT%H%M%SZ')}-{data_fingerprint[:8]}"
+
+
+def _split(teach: list[Record], calibrate_rows: list[Record], labels: list[str], config: TrainConfig, log) -> tuple[Splits, str]:
+    """Train / calibration / validation.
+
+    Rows tagged `calibrate` (a random sample of traffic, annotated) are the
+    calibration split when there are any: the precision guarantee holds for
+    data like the calibration split, and teach rows picked by active learning
+    are harder than traffic, so calibrating on them would escalate far more
+    than needed. Otherwise calibration rows are carved from the teach rows.
+    """
+    if not calibrate_rows:
+        splits = stratified_split(teach, calibration=config.calibration_share, validation=config.validation_share, seed=config.seed)
+        return splits, "carved from teach rows"
+    known = [r for r in calibrate_rows if str(r.label) in labels]
+    if len(known) < len(calibrate_rows):
+        unknown = sorted({str(r.label) for r in calibrate_rows} - set(labels))
+        log(f"  {len(calibrate_rows) - len(known)} calibrate rows have labels no teach row has, not used: {unknown}")
+    splits = stratified_split(teach, calibration=0.0, validation=config.validation_share, seed=config.seed)
+    splits.calibration = known
+    return splits, f"{len(known)} rows tagged '{CALIBRATE}'"
+
+
+def train_bundle(
+    data_paths: Sequence[str | os.PathLike[str]],
+    output_dir: str | os.PathLike[str],
+    *,
+    config: TrainConfig | None = None,
+    columns: Columns = Columns(),
+    teams: dict[str, str | None] | None = None,
+    synthetic_paths: Sequence[str | os.PathLike[str]] = (),
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    from sav_router.training.estimator import RouterClassifier
+
+    config = config or TrainConfig()
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    data = load_annotations(data_paths, columns=columns)
+    log(data.summary())
+    if data.rejects:
+        path = write_rejects(data.rejects, output_dir / "rejects.jsonl")
+        for reject in data.rejects[:5]:
+            log(f"  rejected {reject}")
+        log(f"  all {len(data.rejects)} rejected rows written to {path}")
+    teach, calibrate_rows, check = data.by_split(TEACH), data.by_split(CALIBRATE), data.by_split(CHECK)
+    if not teach:
+        raise ValueError("no 'teach' rows to train on (every valid row is tagged 'calibrate' or 'check')")
+    labels = sorted({str(r.label) for r in teach})
+    if len(labels) < 2:
+        raise ValueError(f"need at least 2 labels to train a router, found {labels}")
+
+    splits, calibration_source = _split(teach, calibrate_rows, labels, config, log)
+    log(f"splits: {splits.sizes()}, calibration {calibration_source} (+{len(check)} check rows held out for evaluation)")
+    synthetic: list[Record] = []
+    if synthetic_paths:
+        synthetic_data = load_annotations(synthetic_paths, columns=columns)
+        unknown = {str(r.label) for r in synthetic_data.records} - set(labels)
+        if unknown:
+            log(f"  synthetic examples for labels absent from the teach data are ignored: {sorted(unknown)}")
+        synthetic = [r for r in synthetic_data.records if r.label in labels]
+    held_out = [r.text for r in splits.calibration + splits.validation + check]
+    train, augmentation = augment_training(
+        splits.train, min_count=config.min_count, forbidden_texts=held_out, synthetic=synthetic, seed=config.seed
+    )
+    log(augmentation.summary())
+
+    classifier = RouterClassifier(
+        config.base_model,
+        max_length=config.max_length,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        head_learning_rate=config.head_learning_rate,
+        weight_decay=config.weight_decay,
+        label_smoothing=config.label_smoothing,
+        class_weighted=config.class_weighted,
+        linear_probe=config.linear_probe,
+        probe_l2=config.probe_l2,
+        normalize=config.normalize,
+        patience=config.patience,
+        head=config.head,
+        cosine_scale=config.cosine_scale,
+        layer_decay=config.layer_decay,
+        seed=config.seed,
+        num_threads=config.num_threads,
+        device=config.device,
+        progress=config.progress,
+        max_steps=config.max_steps,
+        log=log,
+    )
+    validation = ([r.text for r in splits.validation], [str(r.label) for r in splits.validation])
+    classifier.fit([r.text for r in train], [str(r.label) for r in train], validation=validation, classes=labels)
+
+    index = {label: i for i, label in enumerate(labels)}
+    _, train_embeddings = classifier.logits_and_embeddings([r.text for r in train])
+    detector = make_detector(config.ood_method, quantile=config.ood_quantile, k=config.ood_k)
+    detector.fit(train_embeddings, np.array([index[str(r.label)] for r in train]))
+    cal_logits, cal_embeddings = classifier.logits_and_embeddings([r.text for r in splits.calibration])
+    detector.fit_threshold(cal_embeddings)
+    cal_labels = np.array([index[str(r.label)] for r in splits.calibration])
+    in_distribution = detector.score(cal_embeddings) <= detector.threshold_
+    result = calibrate(
+        cal_logits,
+        cal_labels,
+        labels,
+        target_precision=config.target_precision,
+        confidence=config.confidence,
+        margins=config.margins,
+        in_distribution=in_distribution,
+        min_label_support=config.min_label_support,
+    )
+    log(f"calibration: temperature {result.temperature:.3f}; {result.message}")
+    team_table = complete_teams(teams or {}, labels)
+    unrouted = sorted(label for label, team in team_table.items() if team is None)
+    if unrouted:
+        log(f"  labels with no team (always escalated): {unrouted}")
+    policy = policy_from_calibration(result, teams=team_table, ood_threshold=detector.threshold_)
+
+    created = datetime.now(timezone.utc)
+    data_fingerprint = fingerprint(data.records)
+    cal_accuracy = float((softmax(cal_logits).argmax(axis=1) == cal_labels).mean()) if len(cal_labels) else None
+    manifest = Manifest(
+        labels=labels,
+        policy=policy,
+        base_model=classifier.base_model_,
+        model_version=_model_version(data_fingerprint, created),
+        created_at=created.isoformat(timespec="seconds"),
+        temperature=result.temperature,
+        max_length=config.max_length,
+        architecture={"pooling": "mean", "normalize": config.normalize, "head": "linear"},
+        calibration=result.to_dict(),
+        ood={"method": detector.METHOD, "params": detector.params(), "quantile": config.ood_quantile, "threshold": detector.threshold_, "file": OOD_FILE},
+        training={
+            "data_fingerprint": data_fingerprint,
+            "sources": [str(p) for p in data_paths],
+            "rows": {"valid": len(data.records), "rejected": len(data.rejects), "teach": len(teach), "check": len(check)},
+            "splits": splits.sizes() | {"train_after_augmentation": len(train), "calibration_source": calibration_source},
+            "augmentation": augmentation.to_dict(),
+            "hyperparameters": config.hyperparameters(),
+            "history": classifier.history_.to_dict(),
+        },
+        metrics={"calibration_accuracy": cal_accuracy, "calibration_coverage": result.coverage, "calibration_precision": result.empirical_precision},
+        package_version=__version__,
+    )
+    from safetensors.numpy import save_file
+
+    from sav_router.model.network import save_network
+
+    save_network(classifier.network_, classifier.tokenizer_, output_dir)
+    save_file(detector.tensors(), str(output_dir / OOD_FILE))
+    outcome = TrainResult(output_dir, manifest, data, splits.sizes(), augmentation.to_dict())
+
+    if check:
+        from sav_router.evaluation.metrics import evaluate, write_report
+        from sav_router.model.router import Router
+
+        write_manifest(output_dir, manifest)
+        router = Router.load(output_dir, num_threads=config.num_threads)
+        evaluation = evaluate(router, check)
+        write_report(evaluation, output_dir / "check_report")
+        outcome.check_report = evaluation.report
+        manifest.metrics["check"] = {
+            key: evaluation.report[key] for key in ("n_examples", "accuracy", "coverage", "routed_precision", "escalation_rate", "aurc")
+        }
+        log(
+            f"check rows: accuracy {evaluation.report['accuracy']}, coverage {evaluation.report['coverage']}, "
+            f"routed precision {evaluation.report['routed_precision']} (report in {output_dir / 'check_report'})"
+        )
+    write_manifest(output_dir, manifest)
+    outcome.seconds = time.perf_counter() - started
+    log(f"model {manifest.model_version} written to {output_dir} in {outcome.seconds:.0f} s")
+    return outcome

@@ -1,0 +1,61 @@
+"""Out-of-distribution detectors: scores, thresholds, and the on-disk round trip."""
+
+import numpy as np
+import pytest
+
+from sav_router.model.ood import MahalanobisOOD, NearestNeighbourOOD, detector_from_tensors, make_detector
+
+
+def clusters(n_per_class: int, seed: int, dims: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Three tight unit-norm clusters around orthogonal directions."""
+    rng = np.random.default_rng(seed)
+    centers = np.eye(dims)[:3]
+    x = np.concatenate([c + 0.05 * rng.standard_normal((n_per_class, dims)) for c in centers])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), np.repeat(np.arange(3), n_per_class)
+
+
+def test_knn_score_is_the_cosine_distance_to_the_kth_nearest_training_example():
+    bank = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
+    between = np.array([[1.0, 1.0]], dtype=np.float32)  # 45 degrees from the first two
+    one = NearestNeighbourOOD(k=1).fit(bank)
+    two = NearestNeighbourOOD(k=2).fit(bank)
+    three = NearestNeighbourOOD(k=3).fit(bank)
+    assert one.score(bank[:1])[0] == pytest.approx(0.0, abs=1e-3)
+    assert one.score(between)[0] == pytest.approx(1 - np.cos(np.pi / 4), abs=1e-3)
+    assert two.score(between)[0] == pytest.approx(1 - np.cos(np.pi / 4), abs=1e-3)
+    assert three.score(between)[0] == pytest.approx(1 - np.cos(3 * np.pi / 4), abs=1e-3)
+    # the scale of an embedding does not matter, only its direction
+    assert one.score(5 * between)[0] == pytest.approx(one.score(between)[0], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mahalanobis", "knn"])
+def test_off_topic_embeddings_score_above_the_threshold_and_held_out_ones_mostly_below(name):
+    # GIVEN a detector fitted on three topics, its threshold at the 95th percentile of held-out rows
+    x, y = clusters(100, seed=1)
+    held_out, _ = clusters(200, seed=2)
+    detector = make_detector(name, quantile=0.95).fit(x, y).fit_threshold(held_out)
+    # WHEN new in-topic rows and rows about an unseen direction are scored
+    fresh, _ = clusters(200, seed=3)
+    rng = np.random.default_rng(4)
+    novel = np.eye(8)[5] + 0.05 * rng.standard_normal((50, 8))
+    # THEN about 5 % of in-topic rows and none of the novel ones pass as in-distribution
+    assert 0.0 <= (detector.score(fresh) > detector.threshold_).mean() <= 0.10
+    assert (detector.score(novel) > detector.threshold_).all()
+
+
+@pytest.mark.parametrize("detector", [MahalanobisOOD(quantile=0.9), NearestNeighbourOOD(quantile=0.9, k=3)])
+def test_detectors_survive_the_bundle_round_trip(detector):
+    x, y = clusters(30, seed=5)
+    detector.fit(x, y).fit_threshold(x)
+    loaded = detector_from_tensors(detector.METHOD, detector.tensors(), threshold=detector.threshold_, quantile=0.9, params=detector.params())
+    assert type(loaded) is type(detector) and loaded.params() == detector.params()
+    assert loaded.threshold_ == detector.threshold_
+    np.testing.assert_allclose(loaded.score(x), detector.score(x), atol=1e-6)
+
+
+def test_an_unknown_method_is_refused_not_guessed():
+    with pytest.raises(ValueError, match="unknown OOD method 'isolation-forest'"):
+        detector_from_tensors("isolation-forest", {}, threshold=1.0, quantile=0.99)
+    with pytest.raises(ValueError, match="unknown OOD detector"):
+        make_detector("lof", quantile=0.99)
