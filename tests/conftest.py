@@ -77,7 +77,8 @@ def toy_annotations(tmp_path_factory) -> Path:
 
 def train_toy_bundle(base_model: str, data: Path, output: Path, *, epochs: int = 2, seed: int = 13) -> Path:
     """A small but real bundle (tiny BERT, toy intents) in a few seconds."""
-    from sav_router.training.build import TrainConfig, train_bundle
+    from sav_router.training.build import train_bundle
+    from sav_router.training.config import TrainConfig
 
     config = TrainConfig(base_model=base_model, epochs=epochs, seed=seed, progress=False, learning_rate=1e-3, head_learning_rate=1e-2, batch_size=16)
     train_bundle([data], output, config=config, log=lambda message: None)

@@ -1,1 +1,1 @@
-"""calibration"""
+"""Calibration: temperature scaling, and thresholds chosen with a precision guarantee (Learn-then-Test)."""

@@ -1,1 +1,1 @@
-"""evaluation"""
+"""Evaluation on labeled requests: metrics (pure numpy), report writing and plots."""

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from sav_router.calibration.thresholds import clopper_pearson_lower, expected_calibration_error, softmax
+from sav_router.calibration.temperature import expected_calibration_error, softmax
+from sav_router.calibration.thresholds import clopper_pearson_lower
 from sav_router.data.annotations import Record
 from sav_router.core.policy import Decision, RoutingPolicy
 from sav_router.model.router import Router, Scored
@@ -156,51 +157,3 @@ def evaluate(router: Router, records: Sequence[Record]) -> Evaluation:
     evaluation.report["target_precision"] = calibration.get("target_precision")
     evaluation.report["confidence_level"] = calibration.get("confidence")
     return evaluation
-
-
-def _markdown(report: dict[str, Any], images: Sequence[str]) -> str:
-    def pct(value: float | None) -> str:
-        return "n/a" if value is None else f"{100 * value:.1f}%"
-
-    oos = report["out_of_scope"]
-    lines = [
-        f"# Evaluation report: model {report.get('model_version')}",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        f"| examples (in scope) | {report['n_examples']} ({report['n_in_scope']}) |",
-        f"| accuracy (top-1, in scope) | {pct(report['accuracy'])} |",
-        f"| target precision / confidence | {report.get('target_precision')} / {report.get('confidence_level')} |",
-        f"| coverage (routed) | {pct(report['coverage'])} ({report['routed']}) |",
-        f"| routed precision (lower bound) | {pct(report['routed_precision'])} ({pct(report['routed_precision_lower_bound'])}) |",
-        f"| team-level routed precision | {pct(report['team_routed_precision'])} |",
-        f"| out of scope: count, escalated | {oos['count']}, {pct(oos['escalated_rate'])} |",
-        f"| AURC | {report['aurc']:.4f} |",
-        f"| ECE before / after temperature | {report['ece']['before_temperature']} / {report['ece']['after_temperature']} |",
-        f"| threshold / margin / OOD | {report['threshold']['confidence']:.4f} / {report['threshold']['margin']} / {report['threshold']['ood']} |",
-        "",
-        "Escalation reasons: " + (", ".join(f"`{k}` {v}" for k, v in report["escalation_reasons"].items()) or "none"),
-        "",
-        "Routed per team: " + (", ".join(f"`{k}` {v}" for k, v in report["routed_per_team"].items()) or "none"),
-        "",
-    ]
-    lines += [f"![{Path(image).stem}]({image})" for image in images]
-    lines += ["", "## Per label", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    for label, m in report["per_label"].items():
-        lines.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_report(evaluation: Evaluation, output_dir: str | Path, *, plots: bool = True) -> Path:
-    """report.json, report.md and PNG plots in `output_dir`; returns the JSON path."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    images: list[str] = []
-    if plots:
-        from sav_router.evaluation import plots as plotting
-
-        images = plotting.write_all(evaluation, output_dir)
-    path = output_dir / "report.json"
-    path.write_text(json.dumps(evaluation.report, indent=2) + "\n", encoding="utf-8")
-    (output_dir / "report.md").write_text(_markdown(evaluation.report, images), encoding="utf-8")
-    return path

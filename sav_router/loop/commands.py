@@ -4,6 +4,8 @@
     sav-router route [--model DIR] [--observer CANDIDATE_DIR] [REQUESTS.jsonl]
     sav-router compare --production DIR --candidate DIR TRAFFIC [LABELS] --output REPORT_DIR
     sav-router select --model DIR --pool FILE -k N [--format jsonl|label-studio] --output FILE
+    sav-router import FILE [--as teach|calibrate|check]
+    sav-router quickstart [--output DIR]
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+from sav_router.data.annotations import SPLIT_TAGS, TEACH
+from sav_router.commandline import EXIT_OK, add_columns, add_workspace, columns, log, show_progress
 
 
 def _workspace(args: argparse.Namespace):
@@ -34,10 +36,6 @@ def _bundle_dir(value: str | None, args: argparse.Namespace) -> Path:
     if (path / "router.json").is_file():
         return path
     return workspace.model_dir(value)
-
-
-def _add_workspace(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workspace", "-w", metavar="DIR", help="workspace folder (default: $SAV_ROUTER_WORKSPACE or ./sav-router-workspace)")
 
 
 # -- registry ------------------------------------------------------------------
@@ -110,7 +108,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
     else:
         records, rejects = read_requests(args.requests, columns=columns)
     for reject in rejects:
-        _log(f"not routed: {reject}")
+        log(f"not routed: {reject}")
     if rejects and not records:
         raise ValueError(f"no routable request in {args.requests or 'stdin'} ({len(rejects)} malformed rows)")
     counts: Counter[str] = Counter()
@@ -125,7 +123,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
     summary = f"{len(records)} requests: {counts['route']} routed, {counts['escalate']} escalated; queued for review: {counts['escalation']} escalations + {counts['audit']} audit samples"
     if observer is not None and records:
         summary += f"; observer {observer.version} agrees on {agree / len(records):.1%}"
-    _log(summary + f" (traffic logged under {workspace.root / 'traffic'})")
+    log(summary + f" (traffic logged under {workspace.root / 'traffic'})")
     return 0
 
 
@@ -135,7 +133,7 @@ def _read_rows(path: str) -> list[dict]:
 
     records, rejects = read_rows(path, require_label=False, allow_empty_text=True)
     for reject in rejects:
-        _log(f"skipped: {reject}")
+        log(f"skipped: {reject}")
     return [{"id": r.id if r.id is not None else f"line-{r.line}", "text": r.text, "label": r.label} for r in records]
 
 
@@ -173,7 +171,6 @@ def _comparison_markdown(report: dict, texts: dict[str, str], production: str, c
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from sav_router.loop.comparison import Gate, compare_decisions
-    from sav_router.core.policy import decision_record
     from sav_router.model.router import Router
     from sav_router.loop.workspace import write_json_atomic
 
@@ -184,12 +181,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     gold = {row["id"]: row["label"] for row in rows if row.get("label")}
     if args.labels:
         gold.update({row["id"]: row["label"] for row in _read_rows(args.labels) if row.get("label")})
-    texts = [row["text"] for row in rows]
+    requests = [SimpleNamespace(id=row["id"], text=row["text"]) for row in rows]
     sides = {}
     for name, folder in (("production", production_dir), ("candidate", candidate_dir)):
         router = Router.load(folder)
-        decisions, scores = router.predict(texts)
-        sides[name] = (router.version, [decision_record(row["id"], d, s) for row, d, s in zip(rows, decisions, scores)])
+        sides[name] = (router.version, router.decision_records(requests))
     gate = Gate(precision_tolerance=args.precision_tolerance, coverage_tolerance=args.coverage_tolerance, min_labeled=args.min_labeled)
     report = compare_decisions(sides["production"][1], sides["candidate"][1], gold, gate=gate)
     report |= {"production_version": sides["production"][0], "candidate_version": sides["candidate"][0]}
@@ -270,26 +266,67 @@ def _write_selection(picked: list[dict], output: Path, fmt: str, router, what: s
         print(f"{len(picked)} requests {what} -> {output}")
 
 
+# -- import ---------------------------------------------------------------------
+def add_import_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "import",
+        help="add annotations (Label Studio JSON export, JSONL, CSV) to the workspace as a teach, calibrate or check drop",
+    )
+    parser.add_argument("file", metavar="FILE")
+    parser.add_argument("--as", dest="split", choices=SPLIT_TAGS, default=TEACH, help="teach (training), calibrate (calibration only: a random sample) or check (held out); default teach")
+    add_workspace(parser)
+    parser.add_argument("--source", default="import", help="name recorded with the rows and in the drop's file name (default: import)")
+    add_columns(parser)
+    parser.set_defaults(func=_cmd_import)
+    return parser
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from sav_router.loop.importing import import_annotations
+    from sav_router.loop.workspace import Workspace
+
+    result = import_annotations(Workspace(args.workspace), args.file, split=args.split, source=args.source, columns=columns(args))
+    print(result.summary())
+    return EXIT_OK
+
+
+# -- quickstart -----------------------------------------------------------------
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    from sav_router.loop.quickstart import run_quickstart
+
+    run_quickstart(Path(args.output), epochs=args.epochs, base_model=args.base_model, progress=show_progress(args), log=log)
+    return EXIT_OK
+
+
+def add_quickstart_parser(sub) -> None:
+    quickstart = sub.add_parser("quickstart", help="train, evaluate and route the packaged sample data")
+    quickstart.add_argument("--output", "-o", default="sav-router-quickstart", metavar="DIR")
+    quickstart.add_argument("--epochs", type=int, default=4)
+    quickstart.add_argument("--base-model", help="HF model folder or id (default: packaged all-MiniLM-L6-v2)")
+    quickstart.add_argument("--quiet", "-q", action="store_true")
+    quickstart.set_defaults(func=_cmd_quickstart)
+
+
 def add_loop_commands(sub) -> None:
     models = sub.add_parser("models", help="list the workspace's model versions (* = production)")
-    _add_workspace(models)
+    add_workspace(models)
     models.set_defaults(func=_cmd_models)
 
     register = sub.add_parser("register", help="copy a trained bundle into the workspace's models/")
     register.add_argument("model_dir", metavar="MODEL_DIR")
-    _add_workspace(register)
+    add_workspace(register)
     register.set_defaults(func=_cmd_register)
 
     promote = sub.add_parser("promote", help="put a model version in production (gate-checked)")
     promote.add_argument("version", metavar="VERSION")
     promote.add_argument("--force", action="store_true", help="promote despite a failed or missing comparison gate")
     promote.add_argument("--reason", help="why (required with --force; recorded in the registry)")
-    _add_workspace(promote)
+    add_workspace(promote)
     promote.set_defaults(func=_cmd_promote)
 
     rollback = sub.add_parser("rollback", help="return to the previous production model")
     rollback.add_argument("--reason")
-    _add_workspace(rollback)
+    add_workspace(rollback)
     rollback.set_defaults(func=_cmd_rollback)
 
     route = sub.add_parser("route", help="route requests (file or stdin) with production, a candidate in observer mode")
@@ -300,7 +337,7 @@ def add_loop_commands(sub) -> None:
     route.add_argument("--seed", type=int, help="seed of the audit sampling")
     route.add_argument("--text-column", default="text")
     route.add_argument("--id-column", default="id")
-    _add_workspace(route)
+    add_workspace(route)
     route.set_defaults(func=_cmd_route)
 
     compare = sub.add_parser("compare", help="compare a candidate with production on the same requests")
@@ -312,7 +349,7 @@ def add_loop_commands(sub) -> None:
     compare.add_argument("--precision-tolerance", type=float, default=0.01)
     compare.add_argument("--coverage-tolerance", type=float, default=0.0)
     compare.add_argument("--min-labeled", type=int, default=50)
-    _add_workspace(compare)
+    add_workspace(compare)
     compare.set_defaults(func=_cmd_compare)
 
     select = sub.add_parser("select", help="rank unlabeled requests for annotation (uncertain, novel, disputed; diverse)")
@@ -329,5 +366,8 @@ def add_loop_commands(sub) -> None:
     )
     select.add_argument("--seed", type=int, default=13, help="seed of the random calibration draw")
     select.add_argument("--output", "-o", required=True, metavar="FILE")
-    _add_workspace(select)
+    add_workspace(select)
     select.set_defaults(func=_cmd_select)
+
+    add_import_parser(sub)
+    add_quickstart_parser(sub)

@@ -12,7 +12,6 @@ import fails only when nothing is valid.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from collections import Counter
@@ -116,27 +115,3 @@ def import_annotations(
         labels=Counter(r.label for r in kept if r.label),
         reasons=Counter(r.reason for r in rejects),
     )
-
-
-# -- command line --------------------------------------------------------------
-def add_import_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "import",
-        help="add annotations (Label Studio JSON export, JSONL, CSV) to the workspace as a teach, calibrate or check drop",
-    )
-    parser.add_argument("file", metavar="FILE")
-    parser.add_argument("--as", dest="split", choices=SPLIT_TAGS, default=TEACH, help="teach (training), calibrate (calibration only: a random sample) or check (held out); default teach")
-    parser.add_argument("--workspace", "-w", metavar="DIR", help="workspace folder (default: $SAV_ROUTER_WORKSPACE or ./sav-router-workspace)")
-    parser.add_argument("--source", default="import", help="name recorded with the rows and in the drop's file name (default: import)")
-    parser.add_argument("--text-column", default="text", help="field holding the text (default: text)")
-    parser.add_argument("--label-column", default="label", help="field (or Label Studio Choices name) holding the label (default: label)")
-    parser.add_argument("--id-column", default="id", help="field holding the request id (default: id)")
-    parser.set_defaults(func=_cmd_import)
-    return parser
-
-
-def _cmd_import(args: argparse.Namespace) -> int:
-    columns = Columns(text=args.text_column, label=args.label_column, id=args.id_column)
-    result = import_annotations(Workspace(args.workspace), args.file, split=args.split, source=args.source, columns=columns)
-    print(result.summary())
-    return 0

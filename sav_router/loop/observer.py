@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sav_router.data.annotations import Record
-from sav_router.core.policy import decision_record
+from sav_router.core.policy import ROUTE
 from sav_router.model.router import Router
 from sav_router.loop.workspace import Workspace, append_jsonl, utc_now
 
@@ -46,16 +46,14 @@ def route_stream(
     workspace.ensure()
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
-        texts = [r.text for r in chunk]
-        decisions, scores = production.predict(texts)
-        shadow = observer.predict(texts) if observer is not None else None
+        productions = production.decision_records(chunk)
+        observed = observer.decision_records(chunk) if observer is not None else [None] * len(chunk)
         received = utc_now()
         traffic, queue, results = [], [], []
         for i, record in enumerate(chunk):
-            prod = decision_record(record.id, decisions[i], scores[i])
-            cand = decision_record(record.id, shadow[0][i], shadow[1][i]) if shadow else None
+            prod, cand = productions[i], observed[i]
             queued_for = None
-            if not decisions[i].routed:
+            if prod["decision"] != ROUTE:
                 queued_for = "escalation"
             elif audit_share and rng.random() < audit_share:
                 queued_for = "audit"

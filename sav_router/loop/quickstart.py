@@ -28,9 +28,10 @@ def run_quickstart(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
-    from sav_router.training.build import TrainConfig, train_bundle
+    from sav_router.training.build import train_bundle
+    from sav_router.training.config import TrainConfig
     from sav_router.data.annotations import read_requests
-    from sav_router.core.policy import decision_record
+    from sav_router.core.policy import Decision
     from sav_router.model.router import Router
     from sav_router.core.teams import load_teams
 
@@ -49,12 +50,12 @@ def run_quickstart(
     log("== 2/3 routing a stream of new requests")
     router = Router.load(model_dir)
     records, _ = read_requests(sample_path("requests.jsonl"))
-    decisions, scores = router.predict([r.text for r in records])
+    rows = router.decision_records(records)
+    decisions = [Decision.from_dict(row) for row in rows]
     decisions_path = output / "decisions.jsonl"
     with decisions_path.open("w", encoding="utf-8") as handle:
-        for record, decision, label_scores in zip(records, decisions, scores):
-            row = decision_record(record.id, decision, label_scores) | {"gold_label": record.label}
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for record, row in zip(records, rows):
+            handle.write(json.dumps(row | {"gold_label": record.label}, ensure_ascii=False) + "\n")
 
     routed = [(r, d) for r, d in zip(records, decisions) if d.routed]
     escalated = [(r, d) for r, d in zip(records, decisions) if not d.routed]

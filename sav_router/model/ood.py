@@ -146,7 +146,8 @@ BY_METHOD: dict[str, type[OODDetector]] = {cls.METHOD: cls for cls in DETECTORS.
 def make_detector(name: str, *, quantile: float, k: int = 1) -> OODDetector:
     if name not in DETECTORS:
         raise ValueError(f"unknown OOD detector {name!r} (available: {', '.join(DETECTORS)})")
-    return NearestNeighbourOOD(quantile=quantile, k=k) if name == "knn" else MahalanobisOOD(quantile=quantile)
+    detector = DETECTORS[name]
+    return detector(quantile=quantile, k=k) if detector is NearestNeighbourOOD else detector(quantile=quantile)
 
 
 def detector_from_tensors(method: str, tensors: dict[str, np.ndarray], *, threshold: float, quantile: float, params: dict | None = None) -> OODDetector:

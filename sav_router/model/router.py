@@ -11,17 +11,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from sav_router.model.backends import InferenceBackend, load_backend
 from sav_router.core.bundle import OOD_FILE, Manifest, read_manifest
-from sav_router.calibration.thresholds import softmax
-from sav_router.core.policy import EMPTY_TEXT, Decision, RoutingPolicy, decide, escalation
+from sav_router.calibration.temperature import softmax
+from sav_router.core.policy import EMPTY_TEXT, Decision, RoutingPolicy, decide, decision_record, escalation
 
 if TYPE_CHECKING:
     from sav_router.model.ood import OODDetector
+
+
+class Request(Protocol):
+    """Anything with an id and a text (a `Record`, a parsed request)."""
+
+    id: str | None
+    text: str
 
 
 @dataclass
@@ -96,3 +103,8 @@ class Router:
             decisions[i] = self.decide_scored(scored, row)
             all_scores[i] = dict(zip(self.labels, (round(p, 6) for p in scored.probabilities[row].tolist())))
         return decisions, all_scores
+
+    def decision_records(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
+        """One decision record per request (the format of `predict`, the traffic log and the review queue)."""
+        decisions, scores = self.predict([r.text for r in requests])
+        return [decision_record(r.id, d, s) for r, d, s in zip(requests, decisions, scores)]

@@ -13,7 +13,6 @@ Pure Python: no numpy or scipy, so it runs anywhere the CLI does.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections import defaultdict
@@ -162,29 +161,3 @@ def format_estimate(report: Mapping[str, Any]) -> str:
     lines = [line(f"live routed precision ({level} Clopper-Pearson)", report)]
     lines += [line(f"  {version}", part) for version, part in report["by_model_version"].items()]
     return "\n".join(lines)
-
-
-# -- command line --------------------------------------------------------------
-def add_audit_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("audit", help="live routed precision estimated from answered audit samples")
-    parser.add_argument("--workspace", "-w", metavar="DIR", help="workspace folder (default: $SAV_ROUTER_WORKSPACE or ./sav-router-workspace)")
-    parser.add_argument("--bucket", help="read the audit answers from this S3 bucket instead of the workspace")
-    parser.add_argument("--prefix", default="annotations/", help="annotation prefix in the bucket (default: annotations/)")
-    parser.add_argument("--confidence", type=float, default=CONFIDENCE, help="interval confidence level (default 0.95)")
-    parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
-    parser.set_defaults(func=_cmd_audit)
-    return parser
-
-
-def _cmd_audit(args: argparse.Namespace) -> int:
-    if not 0 < args.confidence < 1:
-        raise ValueError(f"--confidence must be strictly between 0 and 1, got {args.confidence}")
-    if args.bucket:
-        import boto3
-
-        answers = s3_audit_rows(boto3.client("s3"), args.bucket, args.prefix)
-        report = estimate_precision(answers, confidence=args.confidence)
-    else:
-        report = audit_estimate(Workspace(args.workspace), confidence=args.confidence)
-    print(json.dumps(report, indent=2) if args.json else format_estimate(report))
-    return 0

@@ -15,8 +15,6 @@ Input and output are injected functions, so the loop runs without a TTY.
 
 from __future__ import annotations
 
-import argparse
-import getpass
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,10 +28,6 @@ HELP = """\
   s         skip: leave it for later (or for another reviewer)
   q         quit: answers so far are saved, this request stays queued
   ?         this help"""
-
-
-class ReviewUsageError(ValueError):
-    """Bad `review` arguments (an SQS queue without --bucket...)."""
 
 
 @dataclass
@@ -158,22 +152,6 @@ def run_session(
     return result
 
 
-# -- command line --------------------------------------------------------------
-def add_review_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("review", help="answer escalated requests in the terminal (local queue or the AWS SQS review queue)")
-    parser.add_argument("--queue", default="local", metavar="local|SQS_URL", help="the workspace queue (default) or the SQS review queue URL")
-    parser.add_argument("--workspace", "-w", metavar="DIR", help="workspace folder (default: $SAV_ROUTER_WORKSPACE or ./sav-router-workspace)")
-    parser.add_argument("--bucket", help="artifacts bucket the answers go to (required with an SQS queue)")
-    parser.add_argument("--prefix", default="annotations/", help="annotation prefix in the bucket (default: annotations/)")
-    parser.add_argument("--kms-key-id", help="KMS key for the answers written to S3 (SSE-KMS)")
-    parser.add_argument("--visibility-timeout", type=int, default=900, help="seconds a message stays hidden while on screen (default 900)")
-    parser.add_argument("--model", metavar="DIR", help="bundle whose labels are the known labels (default: the workspace's production model)")
-    parser.add_argument("--limit", type=int, metavar="N", help="stop after N requests")
-    parser.add_argument("--reviewer", help="name recorded with the answers (default: the login name)")
-    parser.set_defaults(func=_cmd_review)
-    return parser
-
-
 def known_labels_for(model: str | None, workspace) -> list[str] | None:
     """Labels of --model, else of the production model; None when neither is there."""
     from sav_router.core.bundle import BundleError, read_manifest
@@ -185,27 +163,3 @@ def known_labels_for(model: str | None, workspace) -> list[str] | None:
         return list(read_manifest(workspace.production_dir()).labels)
     except (RegistryError, BundleError):
         return None
-
-
-def _cmd_review(args: argparse.Namespace) -> int:
-    from sav_router.loop.workspace import Workspace
-
-    if args.limit is not None and args.limit < 1:
-        raise ReviewUsageError("--limit must be at least 1")
-    workspace = Workspace(args.workspace)
-    if args.queue == "local":
-        from sav_router.review.queue import LocalReviewQueue
-
-        queue = LocalReviewQueue(workspace)
-    elif args.queue.startswith("https://"):
-        if not args.bucket:
-            raise ReviewUsageError("--bucket is required with an SQS queue URL (answers are written to s3://BUCKET/annotations/review/)")
-        from sav_router.review.queue import SqsReviewQueue
-
-        queue = SqsReviewQueue(args.queue, args.bucket, args.prefix, kms_key_id=args.kms_key_id, visibility_timeout=args.visibility_timeout)
-    else:
-        raise ReviewUsageError(f"--queue must be 'local' or an SQS queue URL (https://sqs...), got {args.queue!r}")
-    known = known_labels_for(args.model, workspace)
-    result = run_session(queue, known_labels=known, limit=args.limit, reviewer=args.reviewer or getpass.getuser())
-    print(result.summary())
-    return 0

@@ -9,10 +9,11 @@ training job (see `sav_router.training.sagemaker`).
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,55 +22,14 @@ import numpy as np
 
 from sav_router import __version__
 from sav_router.core.bundle import OOD_FILE, Manifest, write_manifest
-from sav_router.calibration.thresholds import calibrate, policy_from_calibration, softmax
+from sav_router.calibration.temperature import softmax
+from sav_router.calibration.thresholds import calibrate, policy_from_calibration
 from sav_router.data.annotations import CALIBRATE, CHECK, TEACH, Columns, LoadResult, Record, load_annotations, write_rejects
 from sav_router.data.augment import augment_training
 from sav_router.data.splits import Splits, fingerprint, stratified_split
 from sav_router.model.ood import make_detector
 from sav_router.core.teams import complete_teams
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a training run (hyperparameters.json keys use the same names)."""
-
-    base_model: str | None = None
-    max_length: int = 64
-    epochs: int = 6
-    batch_size: int = 32
-    learning_rate: float = 5e-5
-    head_learning_rate: float = 2e-3
-    weight_decay: float = 0.01
-    label_smoothing: float = 0.0
-    class_weighted: bool = False
-    linear_probe: bool = True
-    probe_l2: float = 1e-4
-    normalize: bool = True
-    patience: int = 2
-    head: str = "cosine"
-    cosine_scale: float = 20.0
-    layer_decay: float = 1.0
-    seed: int = 13
-    calibration_share: float = 0.15
-    validation_share: float = 0.05
-    min_count: int = 30
-    target_precision: float = 0.95
-    confidence: float = 0.95
-    margins: tuple[float, ...] = (0.1,)
-    ood_quantile: float = 0.99
-    ood_method: str = "knn"
-    ood_k: int = 1
-    min_label_support: int | None = None
-    num_threads: int | None = None
-    device: str | None = None
-    max_steps: int | None = None
-    progress: bool = True
-
-    def hyperparameters(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("progress")
-        data["margins"] = list(self.margins)
-        return data
+from sav_router.training.config import TrainConfig
 
 
 @dataclass
@@ -155,30 +115,7 @@ def train_bundle(
     )
     log(augmentation.summary())
 
-    classifier = RouterClassifier(
-        config.base_model,
-        max_length=config.max_length,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        head_learning_rate=config.head_learning_rate,
-        weight_decay=config.weight_decay,
-        label_smoothing=config.label_smoothing,
-        class_weighted=config.class_weighted,
-        linear_probe=config.linear_probe,
-        probe_l2=config.probe_l2,
-        normalize=config.normalize,
-        patience=config.patience,
-        head=config.head,
-        cosine_scale=config.cosine_scale,
-        layer_decay=config.layer_decay,
-        seed=config.seed,
-        num_threads=config.num_threads,
-        device=config.device,
-        progress=config.progress,
-        max_steps=config.max_steps,
-        log=log,
-    )
+    classifier = RouterClassifier(**config.estimator_params(inspect.signature(RouterClassifier).parameters), log=log)
     validation = ([r.text for r in splits.validation], [str(r.label) for r in splits.validation])
     classifier.fit([r.text for r in train], [str(r.label) for r in train], validation=validation, classes=labels)
 
@@ -228,6 +165,7 @@ def train_bundle(
             "splits": splits.sizes() | {"train_after_augmentation": len(train), "calibration_source": calibration_source},
             "augmentation": augmentation.to_dict(),
             "hyperparameters": config.hyperparameters(),
+            "estimator": {k: v for k, v in classifier.get_params().items() if k != "progress"},
             "history": classifier.history_.to_dict(),
         },
         metrics={"calibration_accuracy": cal_accuracy, "calibration_coverage": result.coverage, "calibration_precision": result.empirical_precision},
@@ -242,7 +180,8 @@ def train_bundle(
     outcome = TrainResult(output_dir, manifest, data, splits.sizes(), augmentation.to_dict())
 
     if check:
-        from sav_router.evaluation.metrics import evaluate, write_report
+        from sav_router.evaluation.metrics import evaluate
+        from sav_router.evaluation.report import write_report
         from sav_router.model.router import Router
 
         write_manifest(output_dir, manifest)

@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,18 +89,9 @@ def channel_files(channel: Path) -> list[Path]:
 
 def config_from_hyperparameters(hyperparameters: Mapping[str, Any]):
     """A TrainConfig from decoded hyperparameters; unknown keys are an error."""
-    from sav_router.training.build import TrainConfig
+    from sav_router.training.config import JOB_KEYS, TrainConfig
 
-    known = {f.name for f in fields(TrainConfig)}
-    extra = {"text_column", "label_column", "teams_file"}
-    unknown = set(hyperparameters) - known - extra
-    if unknown:
-        raise ValueError(f"unknown hyperparameters: {sorted(unknown)} (known: {sorted(known | extra)})")
-    values = {k: v for k, v in hyperparameters.items() if k in known}
-    if "margins" in values:
-        values["margins"] = tuple(float(m) for m in values["margins"])
-    values.setdefault("progress", False)  # job logs are not a terminal
-    return TrainConfig(**values)
+    return TrainConfig.from_mapping({"progress": False} | dict(hyperparameters), allowed_extra=JOB_KEYS, what="hyperparameters")  # job logs are not a terminal
 
 
 def run_training_job() -> int:

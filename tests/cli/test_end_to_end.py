@@ -116,7 +116,8 @@ def test_training_on_nothing_valid_exits_2(tmp_path, capsys):
 
 
 def test_rows_tagged_calibrate_are_the_calibration_split_and_never_trained_on(tiny_base_model, tmp_path):
-    from sav_router.training.build import TrainConfig, train_bundle
+    from sav_router.training.build import train_bundle
+    from sav_router.training.config import TrainConfig
     from tests.conftest import TOPICS
 
     # GIVEN teach rows, 12 calibrate rows per label and 3 calibrate rows of a label no teach row has

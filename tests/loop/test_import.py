@@ -8,7 +8,8 @@ import json
 import pytest
 
 from sav_router.data.annotations import CHECK, TEACH, NoValidDataError, load_annotations
-from sav_router.loop.importing import ImportUsageError, add_import_parser, import_annotations
+from sav_router.loop.commands import add_import_parser
+from sav_router.loop.importing import ImportUsageError, import_annotations
 from sav_router.loop.workspace import Workspace, read_jsonl
 from tests.conftest import write_jsonl
 

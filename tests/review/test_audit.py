@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from sav_router.review.commands import add_audit_parser
 from sav_router.review.audit import (
-    add_audit_parser,
     audit_estimate,
     clopper_pearson,
     estimate_precision,

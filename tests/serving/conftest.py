@@ -9,7 +9,8 @@ import pytest
 
 
 def train_tiny_bundle(base_model: str, annotations: Path, out: Path) -> Path:
-    from sav_router.training.build import TrainConfig, train_bundle
+    from sav_router.training.build import train_bundle
+    from sav_router.training.config import TrainConfig
 
     config = TrainConfig(base_model=base_model, epochs=2, progress=False, learning_rate=1e-3, head_learning_rate=1e-2, batch_size=16)
     train_bundle([annotations], out, config=config, log=lambda _: None)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sav_router.cli import decision_record
+from sav_router.core.policy import decision_record
 from sav_router.serving.protocol import JSON, JSONLINES
 
 RECORD_KEYS = {"id", "decision", "label", "team", "confidence", "reasons", "top_k", "model_version", "ood_score", "scores"}
