@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.banking77 import COLUMNS, DATA  # noqa: E402
 from sav_router.loop.active_learning import calibration_sample, select_for_annotation  # noqa: E402
-from sav_router.training.build import TrainConfig, train_bundle  # noqa: E402
+from sav_router.training.build import train_bundle  # noqa: E402
+from sav_router.training.config import TrainConfig  # noqa: E402
 from sav_router.data.annotations import CALIBRATE, TEACH, load_annotations  # noqa: E402
 from sav_router.data.splits import stratified_split  # noqa: E402
 from sav_router.model.router import Router  # noqa: E402

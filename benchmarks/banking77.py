@@ -25,8 +25,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sav_router.training.build import TrainConfig, train_bundle  # noqa: E402
-from sav_router.calibration.thresholds import calibrate, expected_calibration_error, softmax  # noqa: E402
+from sav_router.training.build import train_bundle  # noqa: E402
+
+from sav_router.training.config import TrainConfig  # noqa: E402
+from sav_router.calibration.temperature import expected_calibration_error, softmax  # noqa: E402
+from sav_router.calibration.thresholds import calibrate  # noqa: E402
 from sav_router.data.annotations import TEACH, Columns, load_annotations  # noqa: E402
 from sav_router.data.splits import stratified_split  # noqa: E402
 from sav_router.evaluation.metrics import risk_coverage  # noqa: E402

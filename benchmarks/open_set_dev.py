@@ -46,7 +46,8 @@ def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
 
 
 def main() -> None:
-    from sav_router.calibration.thresholds import calibrate, softmax
+    from sav_router.calibration.temperature import softmax
+    from sav_router.calibration.thresholds import calibrate
     from sav_router.data.annotations import load_annotations
     from sav_router.data.splits import stratified_split
     from sav_router.model.ood import make_detector

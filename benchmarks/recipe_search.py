@@ -95,7 +95,7 @@ def run_recipe(job: tuple[str, dict, dict]) -> dict:
     name, params, shared = job
     import torch
 
-    from sav_router.calibration.thresholds import softmax
+    from sav_router.calibration.temperature import softmax
     from sav_router.training.estimator import RouterClassifier
 
     torch.set_num_threads(shared["threads"])

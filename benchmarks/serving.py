@@ -47,7 +47,8 @@ def quick_model(cache: Path, max_steps: int, threads: int) -> Path:
     """Fine-tune MiniLM on Banking77 train for `max_steps` steps (cached)."""
     if (cache / "router.json").is_file():
         return cache
-    from sav_router.training.build import TrainConfig, train_bundle
+    from sav_router.training.build import train_bundle
+    from sav_router.training.config import TrainConfig
     from sav_router.data.annotations import Columns
 
     config = TrainConfig(epochs=1, max_steps=max_steps, batch_size=32, learning_rate=1e-4, head_learning_rate=3e-3, num_threads=threads, progress=False)
