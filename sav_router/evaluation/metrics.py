@@ -20,11 +20,9 @@ misroute, escalating it is right. `report.json` schema (all rates in [0, 1]):
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -140,9 +138,10 @@ def summarize(
 
 
 def evaluate(router: Router, records: Sequence[Record]) -> Evaluation:
-    texts = [r.text for r in records]
-    scored = router.score(texts)
-    decisions = [router.decide_scored(scored, i) for i in range(len(texts))]
+    prediction = router.run([r.text for r in records])  # the same path as predict, route and the server
+    if len(prediction.scored_rows) != len(records):
+        raise ValueError("evaluation needs a text in every row (blank texts are rejected when annotations are read)")
+    scored, decisions = prediction.scored, prediction.decisions
     calibration = router.manifest.calibration
     evaluation = summarize(
         scored,

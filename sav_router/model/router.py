@@ -15,10 +15,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from sav_router.model.backends import InferenceBackend, load_backend
-from sav_router.core.bundle import OOD_FILE, Manifest, read_manifest
 from sav_router.calibration.temperature import softmax
-from sav_router.core.policy import EMPTY_TEXT, Decision, RoutingPolicy, decide, decision_record, escalation
+from sav_router.core.bundle import OOD_FILE, Manifest, read_manifest
+from sav_router.core.policy import (
+    EMPTY_TEXT,
+    Decision,
+    RoutingPolicy,
+    decide,
+    decision_record,
+    escalation,
+)
+from sav_router.model.backends import InferenceBackend, load_backend
 
 if TYPE_CHECKING:
     from sav_router.model.ood import OODDetector
@@ -39,6 +46,16 @@ class Scored:
     ood_scores: np.ndarray | None
     logits: np.ndarray
     embeddings: np.ndarray | None = None  # pooled encoder output (active learning, diversity)
+
+
+@dataclass
+class Prediction:
+    """What `Router.run` returns: `scored` has one row per index of `scored_rows` (non-blank texts)."""
+
+    decisions: list[Decision]
+    scores: list[dict[str, float] | None]
+    scored: Scored
+    scored_rows: list[int]
 
 
 def load_ood(bundle_dir: str | Path, manifest: Manifest) -> "OODDetector | None":
@@ -93,8 +110,8 @@ class Router:
         ood = None if scored.ood_scores is None else float(scored.ood_scores[row])
         return decide(scores, self.policy, ood_score=ood, model_version=self.version)
 
-    def predict(self, texts: Sequence[str]) -> tuple[list[Decision], list[dict[str, float] | None]]:
-        """Decisions and full label scores per text; blank texts escalate without scoring."""
+    def run(self, texts: Sequence[str]) -> Prediction:
+        """Decisions, label scores and the calibrated scores behind them; blank texts escalate without scoring."""
         present = [i for i, text in enumerate(texts) if text and text.strip()]
         scored = self.score([texts[i] for i in present])
         decisions: list[Decision] = [escalation(EMPTY_TEXT, model_version=self.version)] * len(texts)
@@ -102,7 +119,12 @@ class Router:
         for row, i in enumerate(present):
             decisions[i] = self.decide_scored(scored, row)
             all_scores[i] = dict(zip(self.labels, (round(p, 6) for p in scored.probabilities[row].tolist())))
-        return decisions, all_scores
+        return Prediction(decisions=decisions, scores=all_scores, scored=scored, scored_rows=present)
+
+    def predict(self, texts: Sequence[str]) -> tuple[list[Decision], list[dict[str, float] | None]]:
+        """Decisions and full label scores per text (the one path from text to decision)."""
+        prediction = self.run(texts)
+        return prediction.decisions, prediction.scores
 
     def decision_records(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
         """One decision record per request (the format of `predict`, the traffic log and the review queue)."""

@@ -13,7 +13,6 @@ Pure Python: no numpy or scipy, so it runs anywhere the CLI does.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
