@@ -2,7 +2,7 @@
 
 Importing this package stays light (no torch, transformers or numpy): the
 routing policy and the bundle metadata are used by AWS Lambda functions.
-Heavy modules (`modeling`, `training`, `build`, ...) import them lazily.
+Heavy subpackages (`model`, `training`, `calibration`, `evaluation`) are imported only where needed.
 """
 
 __version__ = "0.1.0"
