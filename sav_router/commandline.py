@@ -48,7 +48,9 @@ def add_workspace(parser: argparse.ArgumentParser) -> None:
 
 
 def add_runtime(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
+    from sav_router.model.backends import BACKENDS, DEFAULT_BACKEND  # names only: no torch
+
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help=f"inference backend (default {DEFAULT_BACKEND})")
     parser.add_argument("--threads", type=int, help="torch threads (default: usable cores)")
 
 

@@ -25,7 +25,7 @@ from sav_router.core.policy import (
     decision_record,
     escalation,
 )
-from sav_router.model.backends import InferenceBackend, load_backend
+from sav_router.model.backends import DEFAULT_BACKEND, InferenceBackend, load_backend
 
 if TYPE_CHECKING:
     from sav_router.model.ood import OODDetector
@@ -87,7 +87,7 @@ class Router:
         self.policy = policy or manifest.policy
 
     @classmethod
-    def load(cls, bundle_dir: str | Path, *, backend: str = "torch", policy: RoutingPolicy | None = None, num_threads: int | None = None) -> "Router":
+    def load(cls, bundle_dir: str | Path, *, backend: str = DEFAULT_BACKEND, policy: RoutingPolicy | None = None, num_threads: int | None = None) -> "Router":
         manifest = read_manifest(bundle_dir)
         return cls(manifest, load_backend(backend, bundle_dir, manifest, num_threads=num_threads), load_ood(bundle_dir, manifest), policy)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-SERVE_BACKENDS = ("torch", "onnx", "onnx-int8")
+from sav_router.model.backends import BACKENDS as SERVE_BACKENDS
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

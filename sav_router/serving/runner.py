@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sav_router import env
 from sav_router.core.bundle import MANIFEST_NAME, read_manifest
+from sav_router.model.backends import DEFAULT_BACKEND
 from sav_router.serving.settings import BACKEND, ServeSettings, resolve_port
 
 log = logging.getLogger("sav_router.serving")
@@ -51,7 +52,7 @@ def resolve_model_dir(model: str | os.PathLike[str] | None) -> Path:
 def choose_backend(model_dir: Path, backend: str | None) -> str:
     """--backend > SAV_ROUTER_BACKEND > the bundle's recorded choice > torch."""
     choice = env.resolve(backend, BACKEND, None)
-    return choice or read_manifest(model_dir).serving.get("backend") or "torch"
+    return choice or read_manifest(model_dir).serving.get("backend") or DEFAULT_BACKEND
 
 
 def limit_helper_threads() -> None:

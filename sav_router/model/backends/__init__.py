@@ -12,7 +12,11 @@ from typing import Protocol
 
 from sav_router.core.bundle import Manifest
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+TORCH = "torch"
+ONNX = "onnx"
+ONNX_INT8 = "onnx-int8"
+BACKENDS = (TORCH, ONNX, ONNX_INT8)  # the one list of backend names (CLI choices, server, bundle record)
+DEFAULT_BACKEND = TORCH
 
 
 class InferenceBackend(Protocol):
@@ -24,11 +28,11 @@ class InferenceBackend(Protocol):
 
 
 def load_backend(name: str, bundle_dir: str | Path, manifest: Manifest, *, num_threads: int | None = None) -> InferenceBackend:
-    if name == "torch":
+    if name == TORCH:
         from sav_router.model.backends.torch_backend import TorchBackend
 
         return TorchBackend(bundle_dir, manifest, num_threads=num_threads)
-    if name in ("onnx", "onnx-int8"):
+    if name in (ONNX, ONNX_INT8):
         from sav_router.model.backends.onnx_backend import OnnxBackend
 
         return OnnxBackend(bundle_dir, manifest, variant=name, num_threads=num_threads)

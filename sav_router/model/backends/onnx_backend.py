@@ -16,8 +16,8 @@ import numpy as np
 from sav_router import env
 from sav_router.core.bundle import BundleError, Manifest
 
-ONNX = "onnx"
-ONNX_INT8 = "onnx-int8"
+from sav_router.model.backends import ONNX, ONNX_INT8
+
 VARIANTS = (ONNX, ONNX_INT8)
 
 

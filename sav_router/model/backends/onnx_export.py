@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sav_router.model.backends import TORCH
 from sav_router.model.backends.onnx_backend import ONNX, ONNX_INT8, OnnxBackend, onnx_record
 from sav_router.core.bundle import read_manifest, write_manifest
 
@@ -196,7 +197,7 @@ def prepare_onnx(
     record.update(files=dict(FILES), opset=_opset(fp32), fused_operators=fused, equivalence={})
     manifest.serving["onnx"] = record
     if texts:
-        reference = Router.load(bundle_dir, backend="torch", num_threads=num_threads)
+        reference = Router.load(bundle_dir, backend=TORCH, num_threads=num_threads)
         for variant in (ONNX, ONNX_INT8):
             backend = OnnxBackend(bundle_dir, manifest, variant=variant, num_threads=num_threads, require_approval=False)
             result = compare(reference, Router(reference.manifest, backend, reference.ood), texts, labels)
@@ -207,7 +208,7 @@ def prepare_onnx(
                 f"(torch {result.reference_accuracy:.4f}) -> {'approved' if result.passed else 'NOT approved'}"
             )
     approved = [v for v in (ONNX_INT8, ONNX) if record["equivalence"].get(v, {}).get("passed")]
-    previous = manifest.serving.get("backend", "torch")
+    previous = manifest.serving.get("backend", TORCH)
     if previous in FILES:
         previous = "torch"  # a re-export voids earlier approvals
     manifest.serving["backend"] = approved[0] if approved else previous
