@@ -44,7 +44,7 @@ def test_every_acknowledgement_carries_a_specific_reason(app_output):
                     acknowledged.update({f"{path} {rule}": reason for rule, reason in entry["data"].items()})
     rules = {key.split(" ", 1)[1].split("::", 1)[1].split("[", 1)[0] for key in acknowledged}
     # only these rule families are acknowledged, each finding with its own written reason
-    assert rules == {"AwsSolutions-IAM4", "AwsSolutions-IAM5", "Serverless-LambdaDLQ", "Serverless-LambdaEventSourceMappingDestination", "Serverless-SQSRedrivePolicy"}
+    assert rules == {"AwsSolutions-IAM4", "AwsSolutions-IAM5", "AwsSolutions-SQS3", "Serverless-LambdaDLQ", "Serverless-LambdaEventSourceMappingDestination", "Serverless-SQSRedrivePolicy"}
     assert all(len(reason) >= 40 for reason in acknowledged.values()), acknowledged
 
 
