@@ -2,9 +2,11 @@
 
 The asset is the handler folder + the `sav_router` package + the folder's
 `requirements.txt`, installed by a local `pip install --platform` for the
-Lambda runtime (manylinux wheels only). Tests skip bundling through the
-`aws:cdk:bundling-stacks` context. The asset hash covers all three inputs, so a
-change in the core package redeploys the functions that ship it.
+Lambda runtime (manylinux wheels only). Most tests skip bundling through the
+`aws:cdk:bundling-stacks` context; the deploy rehearsal
+(tests/infra/test_deploy_rehearsal.py) runs it as `cdk deploy` does. The asset
+hash covers all three inputs, so a change in the core package redeploys the
+functions that ship it.
 """
 
 from __future__ import annotations
