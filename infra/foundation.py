@@ -112,7 +112,7 @@ class FoundationStack(Stack):
 
     def _limit_traffic_reads(self, config: DeploymentConfig) -> None:
         """traffic/ holds customer text: only the observer-mode step reads it, whatever IAM grants elsewhere in the account."""
-        reader = f"arn:{self.partition}:iam::{self.account}:role/{traffic_reader_role_name(config)}"
+        reader = f"arn:{self.partition}:iam::{self.account}:role/{traffic_reader_role_name(config, self.region)}"
         self.bucket.add_to_resource_policy(iam.PolicyStatement(
             sid="TrafficReadOnlyByObserverMode", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
             actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[self.bucket.arn_for_objects(f"{layout.TRAFFIC}*")],

@@ -44,9 +44,12 @@ def rollback_alarm_names(config: DeploymentConfig) -> tuple[str, str]:
     return f"{config.prefix}-endpoint-5xx", f"{config.prefix}-endpoint-latency-p99"
 
 
-def traffic_reader_role_name(config: DeploymentConfig) -> str:
-    """The one role allowed to read traffic/ (the observer-mode step), fixed so the foundation's bucket policy can name it."""
-    return f"{config.prefix}-shadow-prepare"
+def traffic_reader_role_name(config: DeploymentConfig, region: str) -> str:
+    """The one role allowed to read traffic/ (the observer-mode step), named so the foundation's bucket policy can name it.
+
+    IAM names are account-wide: the region keeps two deployments of one prefix in two regions apart.
+    """
+    return f"{config.prefix}-{region}-shadow-prepare"
 
 
 def export_shared(stack: Stack, config: DeploymentConfig, values: dict[str, str]) -> None:

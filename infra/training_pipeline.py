@@ -69,7 +69,7 @@ class TrainingPipeline(Construct):
                                        {"TARGET_PRECISION": str(config.target_precision), "MIN_COVERAGE": str(config.min_coverage)}, memory_mb=2048),
             "shadow_prepare": self._function("shadow_prepare", "sav-router pipeline: recent production traffic for observer mode",
                                              {"TRAFFIC_DAYS": str(config.traffic_days), "MAX_SHADOW_REQUESTS": str(config.max_shadow_requests)},
-                                             role_name=traffic_reader_role_name(config)),  # the one reader of traffic/ (bucket policy)
+                                             role_name=traffic_reader_role_name(config, Stack.of(self).region)),  # the one reader of traffic/ (bucket policy)
             "shadow_compare": self._function("shadow_compare", "sav-router pipeline: candidate vs production decisions on logged traffic",
                                              {"APPROVAL_MODE": config.approval_mode}),
         }

@@ -181,11 +181,11 @@ def test_traffic_is_readable_only_by_the_observer_mode_step(synthesized):
     assert deny["Effect"] == "Deny" and deny["Principal"] == {"AWS": "*"} and "s3:GetObject" in deny["Action"]
     assert render(deny["Resource"]).endswith("/traffic/*")
     reader = render(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
-    assert reader == "arn:<AWS::Partition>:iam::123456789012:role/sav-router-shadow-prepare"
+    assert reader == "arn:<AWS::Partition>:iam::123456789012:role/sav-router-eu-west-1-shadow-prepare"
     # that role exists, with that name, and is the shadow_prepare function's
     pipeline = synthesized.raw["pipeline"]
     (fn,) = [f for f in resources(pipeline, "AWS::Lambda::Function").values() if f["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "shadow_prepare"]
-    assert pipeline["Resources"][function_role(pipeline, fn)]["Properties"]["RoleName"] == "sav-router-shadow-prepare"
+    assert pipeline["Resources"][function_role(pipeline, fn)]["Properties"]["RoleName"] == "sav-router-eu-west-1-shadow-prepare"
 
 
 def test_an_approval_during_a_blue_green_update_is_retried_for_longer_than_the_update(synthesized):
