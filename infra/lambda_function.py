@@ -35,9 +35,11 @@ CORE = REPO / "sav_router"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 PY_VERSION = "3.14"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "samples", "serving", "tests")  # serving: the container's web app, not used by Lambdas
-# The runtime ships the AWS SDK; a copy pulled in as a dependency (aws-xray-sdk -> botocore) would shadow it
-# with an older, unpatched one. Removed from every bundle after pip has resolved it.
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
+# The runtime ships the AWS SDK; a copy pulled in as a dependency (aws-xray-sdk -> botocore, and botocore's own
+# urllib3 / python-dateutil / six) would shadow it: /var/task comes first on the runtime's path. Removed from
+# every bundle after pip has resolved it. {distribution: what it installs at the top level}
+RUNTIME_PROVIDED = {"boto3": ("boto3",), "botocore": ("botocore",), "s3transfer": ("s3transfer",),
+                    "urllib3": ("urllib3",), "python_dateutil": ("dateutil",), "six": ("six.py",)}
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024  # Lambda's limit for a function's unzipped code (all layers included)
 
 
@@ -80,10 +82,12 @@ class LocalPipBundling:
 
 def remove_runtime_provided(folder: Path) -> None:
     """Drop the AWS SDK packages (and their metadata) that pip installed as dependencies."""
-    for name in RUNTIME_PROVIDED:
-        for path in [folder / name, *folder.glob(f"{name}-*.dist-info")]:
+    for distribution, top_level in RUNTIME_PROVIDED.items():
+        for path in [*(folder / name for name in top_level), *folder.glob(f"{distribution}-*.dist-info")]:
             if path.is_dir():
                 shutil.rmtree(path)
+            elif path.is_file():
+                path.unlink()
 
 
 class ProjectFunction(Construct):

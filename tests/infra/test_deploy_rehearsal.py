@@ -105,8 +105,9 @@ def test_each_lambda_asset_holds_handler_core_package_and_its_requirements(bundl
         key = distribution.lower().replace("_", "-")
         assert key in installed, f"{distribution} missing from the {name} bundle"
         assert installed[key].startswith(f"{installed[key].split('-')[0]}-{version}."), installed[key]
-    # the runtime's own AWS SDK is used, never a copy pulled in as a dependency
-    assert not [p.name for p in bundle.iterdir() if p.name.split("-")[0] in ("boto3", "botocore", "s3transfer")]
+    # the runtime's own AWS SDK (and its urllib3, dateutil, six) is used, never a copy pulled in as a dependency
+    shadowing = {"boto3", "botocore", "s3transfer", "urllib3", "dateutil", "python_dateutil", "six", "six.py"}
+    assert not [p.name for p in bundle.iterdir() if p.name.split("-")[0] in shadowing]
     size = folder_bytes(bundle)
     assert size < 250 * 1024 * 1024, f"{name}: {size / 2**20:.0f} MB unzipped, above Lambda's 250 MB"
 

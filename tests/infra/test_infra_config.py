@@ -116,7 +116,9 @@ def test_jsii_calls_local_bundling_with_output_dir_and_options(tmp_path):
 def test_the_runtime_sdk_is_removed_from_a_bundle(tmp_path):
     from infra.lambda_function import remove_runtime_provided
 
-    for name in ("botocore", "botocore-1.40.0.dist-info", "boto3", "s3transfer", "aws_xray_sdk"):
+    for name in ("botocore", "botocore-1.40.0.dist-info", "boto3", "s3transfer", "urllib3", "dateutil", "python_dateutil-2.9.0.dist-info",
+                 "aws_xray_sdk", "jmespath"):
         (tmp_path / name).mkdir()
+    (tmp_path / "six.py").write_text("")
     remove_runtime_provided(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["aws_xray_sdk"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aws_xray_sdk", "jmespath"]
