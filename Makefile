@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the pinned AWS CDK CLI (package-lock.json) for `npx cdk synth|deploy`; node_modules/ is git-ignored
+NODE_STAMP := node_modules/.installed
 
 .PHONY: quickstart test install benchmark benchmark-serving clean
 
@@ -17,12 +19,16 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 quickstart: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/sav-router quickstart --output sav-router-quickstart
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 benchmark: $(STAMP)

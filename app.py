@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
-from infra.config import CONTEXT_KEY, IMAGE_URI_ENV, from_context
+from infra.config import CONTEXT_KEY, IMAGE_URI_ENV, ConfigError, from_context
 from infra.stacks import build
 
 HERE = Path(__file__).resolve().parent
@@ -34,7 +35,10 @@ def main() -> cdk.App:
     raw = dict(app.node.try_get_context(CONTEXT_KEY) or defaults[CONTEXT_KEY])
     if os.environ.get(IMAGE_URI_ENV):
         raw["imageUri"] = os.environ[IMAGE_URI_ENV]
-    config = from_context(raw)
+    try:
+        config = from_context(raw)
+    except ConfigError as exc:  # a clear one-line refusal naming the key, not a traceback
+        sys.exit(f"cdk.json context {CONTEXT_KEY!r}: {exc}")
     env = cdk.Environment(account=config.account or os.environ.get("CDK_DEFAULT_ACCOUNT"), region=config.region or os.environ.get("CDK_DEFAULT_REGION"))
     stacks = build(app, config, env=env)
     for stack in stacks.values():

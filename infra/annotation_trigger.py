@@ -2,8 +2,9 @@
 
 Paired with `lambdas/annotation_trigger/handler.py` and
 `sav_router/aws/annotation_gate.py`. The SQS buffer debounces bursts (events
-are delivered in batches every few minutes), the function runs one at a time,
-and an hourly schedule re-checks the gate so a run deferred because another
+are delivered in batches every few minutes), the event source runs at most two
+batches at once (its MaximumConcurrency: the gate's ledger writes are
+conditional, so concurrent decisions are safe), and an hourly schedule re-checks the gate so a run deferred because another
 was in flight starts later.
 """
 
@@ -18,6 +19,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import DeploymentConfig
+from infra.event_targets import QueueTarget
 from infra.lambda_function import ProjectFunction
 from infra.policies import acknowledge, allow, read_prefix, use_key
 from infra.queues import dead_letter_queue, queue_with_dlq
@@ -45,7 +47,9 @@ class AnnotationTrigger(Construct):
         self.function = ProjectFunction(
             self, "Gate", name="annotation_trigger", key=key, log_retention_days=config.log_retention_days,
             description="sav-router: count new annotation drops once, start training when enough are pending",
-            memory_mb=256, timeout=FUNCTION_TIMEOUT, reserved_concurrency=1,  # one gate decision at a time
+            # No reserved concurrency: under an SQS source, throttled invocations burn receive counts and push drops to the
+            # DLQ. The event source's MaximumConcurrency bounds the pollers instead.
+            memory_mb=256, timeout=FUNCTION_TIMEOUT,
             environment={"LEDGER_TABLE": self.ledger.table_name, "STATE_MACHINE_ARN": state_machine.state_machine_arn,
                          "MIN_NEW_ROWS": str(config.min_new_annotations)},
             dead_letter_queue=self.schedule_dlq,  # scheduled (asynchronous) invocations that keep failing
@@ -53,14 +57,14 @@ class AnnotationTrigger(Construct):
         self.handler = self.function.function
         acknowledge(self.handler, "Serverless-LambdaEventSourceMappingDestination",
                     "SQS event sources take no on-failure destination; the drops queue's redrive policy is the failure path")
-        self.handler.add_event_source(sources.SqsEventSource(self.events, batch_size=100, max_batching_window=DEBOUNCE))
+        self.handler.add_event_source(sources.SqsEventSource(self.events, batch_size=100, max_batching_window=DEBOUNCE, max_concurrency=2))
         self.rule = events.Rule(
             self, "AnnotationDropped", description="A file lands under annotations/ in the artifacts bucket",
             event_pattern=events.EventPattern(
                 source=["aws.s3"], detail_type=["Object Created"],
                 detail={"bucket": {"name": [bucket.bucket_name]}, "object": {"key": [{"prefix": layout.ANNOTATIONS}]}},
             ),
-            targets=[targets.SqsQueue(self.events, dead_letter_queue=self.events_dlq, retry_attempts=8)],
+            targets=[QueueTarget(self.events, dead_letter_queue=self.events_dlq, retry_attempts=8)],
         )
         self.schedule = events.Rule(
             self, "Recheck", description="Re-check the training gate (runs deferred while another was in flight)",

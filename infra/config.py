@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 CONTEXT_KEY = "sav-router"
 IMAGE_URI_ENV = "SAV_ROUTER_IMAGE_URI"  # overrides imageUri (CI builds and pushes the image first)
@@ -46,6 +47,11 @@ class VpcPlacement:
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # SageMaker refuses a VpcConfig without either half, but only when a job or model is created (at run time).
+        if bool(self.subnet_ids) != bool(self.security_group_ids):
+            raise ConfigError("vpc needs both subnetIds and securityGroupIds (or neither)")
+
     @property
     def enabled(self) -> bool:
         return bool(self.subnet_ids)
@@ -74,6 +80,7 @@ class DeploymentConfig:
     log_retention_days: int = 90
     escalation_rate_alarm: float = 0.6  # share of requests escalated over 15 minutes
     audit_share: float = 0.02  # share of routed requests also sent to human review, to measure live precision
+    routing_concurrency: int = 5  # concurrent routing invocations at most: bounds the load on the endpoint
     retain_data: bool = True  # keep the bucket, key and tables on stack deletion
 
     def __post_init__(self) -> None:
@@ -95,39 +102,76 @@ class DeploymentConfig:
             raise ConfigError("auditShare must be within [0, 1]")
         if self.poll_seconds < 1 or self.min_new_annotations < 1:
             raise ConfigError("pollSeconds and minNewAnnotations must be >= 1")
+        if not 2 <= self.routing_concurrency <= 1000:
+            raise ConfigError("routingConcurrency must be within [2, 1000] (the SQS event source's maximum concurrency starts at 2)")
 
     @property
     def team_labels(self) -> dict[str, list[str]]:
         return {team: list(labels) for team, labels in self.teams.items()}
 
 
-def _pick(data: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
-    unknown = set(data) - set(mapping)
+def _describe(hint: Any) -> str:
+    return " or ".join("null" if h is type(None) else getattr(h, "__name__", str(h)) for h in get_args(hint) or (hint,))
+
+
+def _check(path: str, value: Any, hint: Any) -> Any:
+    """`value` as `hint` wants it (lists become tuples), or a ConfigError naming the key."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check(path, value, inner[0]) if len(inner) == 1 else value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        return tuple(_check(f"{path}[{i}]", item, args[0]) for i, item in enumerate(value))
+    if origin in (Mapping, dict) or hint in (Mapping, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected an object, got {type(value).__name__} {value!r}")
+        if len(args) == 2 and args[1] is not Any:
+            return {key: _check(f"{path}.{key}", item, args[1]) for key, item in value.items()}
+        return value
+    ok = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), str: lambda v: isinstance(v, str)}.get(hint)
+    if ok is not None and not ok(value):
+        raise ConfigError(f"{path}: expected {_describe(hint)}, got {type(value).__name__} {value!r}")
+    return float(value) if hint is float else value
+
+
+def _build(cls: type, data: Any, mapping: Mapping[str, str], path: str, **nested: Any) -> Any:
+    """`cls` from a camelCase object: unknown keys and wrong types are refused with the key named."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or CONTEXT_KEY}: expected an object, got {type(data).__name__} {data!r}")
+    unknown = set(data) - set(mapping) - set(nested)
     if unknown:
-        raise ConfigError(f"unknown configuration keys {sorted(unknown)} (known: {sorted(mapping)})")
-    return {mapping[key]: value for key, value in data.items()}
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"unknown configuration keys {sorted(unknown)}{where} (known: {sorted({*mapping, *nested})})")
+    hints = get_type_hints(cls)
+    values = {mapping[key]: _check(f"{path}.{key}" if path else key, value, hints[mapping[key]]) for key, value in data.items() if key in mapping}
+    return cls(**values, **nested)
 
 
 def from_context(raw: Mapping[str, Any] | None) -> DeploymentConfig:
     """Build the configuration from the `sav-router` context object (camelCase keys)."""
     data = dict(raw or {})
-    training = TrainingConfig(**_pick(data.pop("training", {}), {
+    training = _build(TrainingConfig, data.pop("training", None), {
         "instanceType": "instance_type", "instanceCount": "instance_count", "volumeGb": "volume_gb",
         "maxRuntimeSeconds": "max_runtime_seconds", "hyperparameters": "hyperparameters",
-    }))
-    endpoint = EndpointConfig(**_pick(data.pop("endpoint", {}), {
+    }, "training")
+    endpoint = _build(EndpointConfig, data.pop("endpoint", None), {
         "name": "name", "instanceType": "instance_type", "instanceCount": "instance_count",
         "bakingSeconds": "baking_seconds", "latencyP99Ms": "latency_p99_ms",
-    }))
-    vpc_raw = _pick(data.pop("vpc", None) or {}, {"subnetIds": "subnet_ids", "securityGroupIds": "security_group_ids"})
-    vpc = VpcPlacement(**{k: tuple(v) for k, v in vpc_raw.items()})
-    teams = {str(team): tuple(str(label) for label in labels) for team, labels in (data.pop("teams", None) or {}).items()}
-    values = _pick(data, {
+    }, "endpoint")
+    vpc = _build(VpcPlacement, data.pop("vpc", None), {"subnetIds": "subnet_ids", "securityGroupIds": "security_group_ids"}, "vpc")
+    teams = _check("teams", data.pop("teams", None) or {}, Mapping[str, tuple[str, ...]])
+    return _build(DeploymentConfig, data, {
         "prefix": "prefix", "account": "account", "region": "region", "imageUri": "image_uri",
         "transformInstanceType": "transform_instance_type", "targetPrecision": "target_precision",
         "minCoverage": "min_coverage", "approvalMode": "approval_mode", "minNewAnnotations": "min_new_annotations",
         "trafficDays": "traffic_days", "maxShadowRequests": "max_shadow_requests", "pollSeconds": "poll_seconds",
-        "alarmEmail": "alarm_email", "logRetentionDays": "log_retention_days",
+        "alarmEmail": "alarm_email", "logRetentionDays": "log_retention_days", "routingConcurrency": "routing_concurrency",
         "escalationRateAlarm": "escalation_rate_alarm", "retainData": "retain_data", "auditShare": "audit_share",
-    })
-    return DeploymentConfig(teams=teams, training=training, endpoint=endpoint, vpc=vpc, **values)
+    }, "", teams=teams, training=training, endpoint=endpoint, vpc=vpc)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 from aws_cdk import Duration, RemovalPolicy, Stack
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -19,13 +18,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from infra.config import IMAGE_URI_ENV, ConfigError, DeploymentConfig
-from infra.lambda_function import REPO
+from infra.config import DeploymentConfig
 from infra.policies import acknowledge, acknowledge_wildcard, read_prefix, use_key, write_prefix
-from infra.shared import export_shared, model_package_group_name
+from infra.shared import export_shared, model_package_group_name, rollback_alarm_names, traffic_reader_role_name
 from sav_router.aws import layout
-
-IMAGE_EXCLUDES = [".git", ".venv", "node_modules", "cdk.out", "runs", "tests", "benchmarks", "**/__pycache__", "sav-router-quickstart"]
 
 
 _ECR_URI = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)")
@@ -47,6 +43,17 @@ class FoundationStack(Stack):
             self, "Key", alias=f"alias/{config.prefix}", enable_key_rotation=True, removal_policy=removal,
             description="sav-router: artifacts, queues, tables, logs, SageMaker volumes and outputs",
         )
+        # The key is imported by the other stacks (Key.from_key_arn), where CDK's grants to service principals add
+        # nothing: every service that writes to a resource encrypted with it is allowed here, in the key policy.
+        # EventBridge sends to the encrypted drops queue and to the rules' encrypted dead-letter queues; which rule
+        # may send to which queue is scoped by each queue's policy (aws:SourceArn).
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="EventBridgeToEncryptedQueues", principals=[iam.ServicePrincipal("events.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"]))
+        # CloudWatch alarms publish to the encrypted alarm topic (the topic policy scopes it to this account's alarms).
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchAlarmsToEncryptedTopic", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"]))
         # CloudWatch Logs encrypts the functions' and the state machine's log groups with this key.
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -76,13 +83,18 @@ class FoundationStack(Stack):
                 s3.LifecycleRule(id="noncurrent", noncurrent_version_expiration=Duration.days(90)),
             ],
         )
+        self._limit_traffic_reads(config)
         self.alarm_topic = sns.Topic(self, "Alarms", master_key=self.key, enforce_ssl=True, display_name=f"{config.prefix} alarms")
-        # CloudWatch alarms publish to the encrypted topic.
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")], actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"]))
+        # enforce_ssl makes a topic policy holding only a Deny, which replaces SNS's default policy: without this
+        # Allow, no alarm could publish.
+        self.alarm_topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchAlarmsPublish", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"], resources=[self.alarm_topic.topic_arn],
+            conditions={"ArnLike": {"aws:SourceArn": f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:*"},
+                        "StringEquals": {"aws:SourceAccount": self.account}},
+        ))
         if config.alarm_email:
             self.alarm_topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
-        self.image_uri = self._image(config)
         self.sagemaker_role = self._sagemaker_role(config)
         self.model_package_group_name = model_package_group_name(config)
         sagemaker.CfnModelPackageGroup(
@@ -95,31 +107,33 @@ class FoundationStack(Stack):
                             "CDK's own bucket-notifications custom resource (event_bridge_enabled); it only writes its own logs")
         export_shared(self, config, {
             "bucket-name": self.bucket.bucket_name, "bucket-arn": self.bucket.bucket_arn, "key-arn": self.key.key_arn,
-            "sagemaker-role-arn": self.sagemaker_role.role_arn, "alarm-topic-arn": self.alarm_topic.topic_arn, "image-uri": self.image_uri,
+            "sagemaker-role-arn": self.sagemaker_role.role_arn, "alarm-topic-arn": self.alarm_topic.topic_arn,
         })
 
-    def _image(self, config: DeploymentConfig) -> str:
-        """The training/serving image: a prebuilt URI, or `training_image/Dockerfile` built and pushed by `cdk deploy`."""
-        if config.image_uri:
-            return config.image_uri
-        if not (REPO / "training_image" / "Dockerfile").is_file():
-            raise ConfigError(f"no training_image/Dockerfile: set imageUri in cdk.json or {IMAGE_URI_ENV} to a pushed image")
-        self.image_asset = ecr_assets.DockerImageAsset(
-            self, "TrainingImage", directory=str(REPO), file="training_image/Dockerfile",
-            exclude=IMAGE_EXCLUDES, platform=ecr_assets.Platform.LINUX_AMD64,
-        )
-        return self.image_asset.image_uri
+    def _limit_traffic_reads(self, config: DeploymentConfig) -> None:
+        """traffic/ holds customer text: only the observer-mode step reads it, whatever IAM grants elsewhere in the account."""
+        reader = f"arn:{self.partition}:iam::{self.account}:role/{traffic_reader_role_name(config, self.region)}"
+        self.bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="TrafficReadOnlyByObserverMode", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[self.bucket.arn_for_objects(f"{layout.TRAFFIC}*")],
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": reader}},
+        ))
 
     def _sagemaker_role(self, config: DeploymentConfig) -> iam.Role:
         """Execution role of training jobs, models (endpoint, Batch Transform): data in, artifacts out, nothing else."""
         role = iam.Role(self, "SageMakerExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                         description="sav-router training jobs, models and transform jobs")
         arn = self.bucket.bucket_arn
-        read_prefix(role, role, arn, layout.DATASETS)
-        for prefix in (layout.MODELS, layout.EVALUATIONS):
+        # Jobs read datasets and model artifacts; they write artifacts (training) and transform outputs (evaluations).
+        # Never models/manifests/: those are the thresholds the routing Lambda trusts, written by the evaluation step.
+        for prefix in (layout.DATASETS, layout.TRAINING_OUTPUT):
             read_prefix(role, role, arn, prefix)
+        for prefix in (layout.TRAINING_OUTPUT, layout.EVALUATIONS):
             write_prefix(role, role, arn, prefix)
         use_key(role, self.key)
+        # Blue/green auto-rollback: SageMaker reads the rollback alarms' state with the execution role.
+        role.add_to_policy(iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=[
+            f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:{name}" for name in rollback_alarm_names(config)]))
         role.add_to_policy(iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[self.key.key_arn],
                                                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}))
         role.add_to_policy(iam.PolicyStatement(
@@ -134,9 +148,9 @@ class FoundationStack(Stack):
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
                     "cloudwatch:PutMetricData, ecr:GetAuthorizationToken and (with VPC placement) the EC2 network-interface calls SageMaker makes "
                     "support no resource-level scoping; metrics are limited to the SageMaker namespaces by condition")
-        if getattr(self, "image_asset", None) is not None:
-            self.image_asset.repository.grant_pull(role)
-        elif (repository := ecr_repository_arn(config.image_uri or "", self.partition)) is not None:
+        # A prebuilt image: pull from its repository. An image built at deploy time lives in the pipeline stack,
+        # which grants the pull from the assets repository.
+        if (repository := ecr_repository_arn(config.image_uri or "", self.partition)) is not None:
             role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))  # account-level action
             role.add_to_policy(iam.PolicyStatement(
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], resources=[repository],

@@ -2,9 +2,11 @@
 
 The asset is the handler folder + the `sav_router` package + the folder's
 `requirements.txt`, installed by a local `pip install --platform` for the
-Lambda runtime (manylinux wheels only). Tests skip bundling through the
-`aws:cdk:bundling-stacks` context. The asset hash covers all three inputs, so a
-change in the core package redeploys the functions that ship it.
+Lambda runtime (manylinux wheels only). Most tests skip bundling through the
+`aws:cdk:bundling-stacks` context; the deploy rehearsal
+(tests/infra/test_deploy_rehearsal.py) runs it as `cdk deploy` does. The asset
+hash covers all three inputs, so a change in the core package redeploys the
+functions that ship it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ CORE = REPO / "sav_router"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 PY_VERSION = "3.14"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "samples", "serving", "tests")  # serving: the container's web app, not used by Lambdas
+# The runtime ships the AWS SDK; a copy pulled in as a dependency (aws-xray-sdk -> botocore, and botocore's own
+# urllib3 / python-dateutil / six) would shadow it: /var/task comes first on the runtime's path. Removed from
+# every bundle after pip has resolved it. {distribution: what it installs at the top level}
+RUNTIME_PROVIDED = {"boto3": ("boto3",), "botocore": ("botocore",), "s3transfer": ("s3transfer",),
+                    "urllib3": ("urllib3",), "python_dateutil": ("dateutil",), "six": ("six.py",)}
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024  # Lambda's limit for a function's unzipped code (all layers included)
 
 
 def source_digest(folder: Path) -> str:
@@ -51,11 +59,12 @@ class LocalPipBundling:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def try_bundle(self, output_dir: str, **_options) -> bool:
+    # jsii calls try_bundle(output_dir, options) with both arguments positionally (never as keywords).
+    def try_bundle(self, output_dir: str, options: BundlingOptions | None = None) -> bool:
         requirements = self.folder / "requirements.txt"
         if requirements.is_file():
             subprocess.run(
-                [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", output_dir,
+                [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check", "--target", output_dir,
                  # numpy / scipy / scikit-learn ship manylinux_2_28 wheels; the Lambda runtime (Amazon Linux 2023) runs them
                  "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64", "--implementation", "cp", "--python-version", PY_VERSION,
                  "--only-binary=:all:", "-r", str(requirements)],
@@ -65,9 +74,20 @@ class LocalPipBundling:
             for tests in sorted(Path(output_dir).glob("*/**/tests"), reverse=True):
                 if tests.is_dir():
                     shutil.rmtree(tests)
+            remove_runtime_provided(Path(output_dir))
         shutil.copytree(self.folder, output_dir, dirs_exist_ok=True, ignore=_IGNORED)
         shutil.copytree(CORE, Path(output_dir) / "sav_router", dirs_exist_ok=True, ignore=_IGNORED)
         return True
+
+
+def remove_runtime_provided(folder: Path) -> None:
+    """Drop the AWS SDK packages (and their metadata) that pip installed as dependencies."""
+    for distribution, top_level in RUNTIME_PROVIDED.items():
+        for path in [*(folder / name for name in top_level), *folder.glob(f"{distribution}-*.dist-info")]:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.is_file():
+                path.unlink()
 
 
 class ProjectFunction(Construct):
@@ -87,6 +107,7 @@ class ProjectFunction(Construct):
         timeout: Duration = Duration.seconds(60),
         reserved_concurrency: int | None = None,
         dead_letter_queue: sqs.IQueue | None = None,
+        role_name: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         folder = LAMBDAS / name
@@ -94,7 +115,8 @@ class ProjectFunction(Construct):
             self, "Logs", retention=retention(log_retention_days), encryption_key=key, removal_policy=RemovalPolicy.DESTROY
         )
         # Own role instead of AWSLambdaBasicExecutionRole: writes to its own log group only.
-        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"sav-router {name} function")
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=f"sav-router {name} function",
+                             role_name=role_name)  # a fixed name where a bucket policy in another stack names the role
         self.role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.log_group.log_group_arn]))
         self.function = lambda_.Function(
             self,

@@ -30,6 +30,7 @@ class Monitoring(Construct):
         dead_letters = {
             "intake": routing.intake_dlq, "human-review": routing.review_dlq, "teams": routing.team_dlq,
             "annotation-events": trigger.events_dlq, "gate-schedule": trigger.schedule_dlq, "promotion-events": serving.promotion.failures,
+            "promotion-retries": serving.promotion.retries_dlq,
         }
         for name, queue in dead_letters.items():
             self._alarm(f"Dlq-{name}", queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum"),

@@ -1,33 +1,42 @@
-"""Approval -> endpoint: EventBridge `SageMaker Model Package State Change` -> promotion Lambda.
+"""Approval -> endpoint: EventBridge `SageMaker Model Package State Change` -> FIFO queue -> promotion Lambda.
 
 Paired with `lambdas/promotion/handler.py` and `sav_router/aws/promotion.py`.
 The endpoint alarms (5xx, latency) defined here are both operator alarms and
 the auto-rollback alarms of every blue/green update.
+
+Why a queue: an approval that arrives while the endpoint is updating raises
+`DeploymentInProgress`, and a blue/green update lasts a new fleet plus two
+bake periods. Lambda's own asynchronous retries give up after about three
+minutes; a message redelivered every visibility timeout keeps the approval
+for `retry_window` (several updates long), then dead-letters it (alarmed).
+One message group: approvals are deployed one at a time, in the order given.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
 from infra.config import DeploymentConfig
 from infra.lambda_function import ProjectFunction
-from infra.policies import allow, read_prefix
-from infra.queues import dead_letter_queue
-from infra.shared import Shared
+from infra.event_targets import QueueTarget
+from infra.policies import acknowledge, allow, read_prefix, use_key
+from infra.queues import dead_letter_queue, encrypted_queue
+from infra.shared import Shared, rollback_alarm_names
 from sav_router.aws import layout
 
 
 class EndpointAlarms(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
         super().__init__(scope, construct_id)
-        self.names = (f"{config.prefix}-endpoint-5xx", f"{config.prefix}-endpoint-latency-p99")
+        self.names = rollback_alarm_names(config)
         dims = {"EndpointName": config.endpoint.name, "VariantName": "AllTraffic"}
         self.errors = cloudwatch.Alarm(
             self, "Errors5xx", alarm_name=self.names[0],
@@ -51,19 +60,43 @@ class EndpointAlarms(Construct):
         self.alarms = (self.errors, self.latency)
 
 
+FUNCTION_TIMEOUT = Duration.seconds(60)
+VISIBILITY = Duration.seconds(FUNCTION_TIMEOUT.to_seconds() * 6)  # AWS guidance for SQS event sources
+FLEET_PROVISIONING_SECONDS = 15 * 60  # a new blue/green fleet, before the first bake starts
+
+
+def update_seconds(config: DeploymentConfig) -> int:
+    """How long one blue/green update keeps the endpoint busy: the new fleet, the canary bake, the termination wait."""
+    return FLEET_PROVISIONING_SECONDS + 2 * config.endpoint.baking_seconds
+
+
+def retry_window_seconds(config: DeploymentConfig) -> int:
+    """How long an approval is retried while the endpoint is busy: three updates' worth, at least an hour."""
+    return max(3600, 3 * update_seconds(config))
+
+
+def max_receive_count(config: DeploymentConfig) -> int:
+    return math.ceil(retry_window_seconds(config) / VISIBILITY.to_seconds())
+
+
 class Promotion(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, shared: Shared, rollback_alarm_names: tuple[str, ...],
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, shared: Shared, rollback_alarms: tuple[str, ...],
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         key, bucket, sagemaker_role = shared.key, shared.bucket, shared.sagemaker_role
-        # Approval events that fail delivery or processing end here (EventBridge target DLQ and the function's async DLQ).
-        self.failures = dead_letter_queue(self, "EventsDlq", key=key, purpose="approval events (EventBridge target and asynchronous invocations)")
+        # Approval events EventBridge cannot deliver end here (the target's DLQ must be a standard queue).
+        self.failures = dead_letter_queue(self, "EventsDlq", key=key, purpose="approval events EventBridge could not deliver")
+        acknowledge(self.failures, "AwsSolutions-SQS3", "the approval rule's EventBridge target dead-letter queue (DeadLetterConfig), which cdk-nag does not trace")
+        # Approvals still not deployed after the retry window end here.
+        self.retries_dlq = dead_letter_queue(self, "ApprovalsDlq", key=key, purpose="approvals not deployed within the retry window", fifo=True)
+        self.approvals = encrypted_queue(self, "Approvals", key=key, fifo=True, dead_letter=self.retries_dlq,
+                                         max_receive_count=max_receive_count(config), visibility_timeout=VISIBILITY)
         self.function = ProjectFunction(
             self, "Promotion", name="promotion", key=key, log_retention_days=config.log_retention_days,
             description="sav-router: deploy an approved model package to the endpoint (blue/green, auto rollback)",
-            memory_mb=256, timeout=Duration.seconds(60), reserved_concurrency=1,  # one deployment decision at a time
+            memory_mb=256, timeout=FUNCTION_TIMEOUT,  # one at a time: a single FIFO message group, no reserved concurrency needed
             environment={
                 "ENDPOINT_NAME": config.endpoint.name,
                 "SAGEMAKER_ROLE_ARN": sagemaker_role.role_arn,
@@ -71,14 +104,17 @@ class Promotion(Construct):
                 "INSTANCE_TYPE": config.endpoint.instance_type,
                 "INSTANCE_COUNT": str(config.endpoint.instance_count),
                 "BAKING_SECONDS": str(config.endpoint.baking_seconds),
-                "ROLLBACK_ALARMS": json.dumps(list(rollback_alarm_names)),
+                "ROLLBACK_ALARMS": json.dumps(list(rollback_alarms)),
                 "ARTIFACTS_BUCKET": bucket.bucket_name,
                 "SUBNET_IDS": json.dumps(list(config.vpc.subnet_ids)),
                 "SECURITY_GROUP_IDS": json.dumps(list(config.vpc.security_group_ids)),
             },
-            dead_letter_queue=self.failures,
         )
         self.handler = self.function.function
+        acknowledge(self.handler, "Serverless-LambdaDLQ", "invoked by an SQS event source only: the approvals queue's redrive policy is the failure path")
+        acknowledge(self.handler, "Serverless-LambdaEventSourceMappingDestination",
+                    "SQS event sources take no on-failure destination; the approvals queue's redrive policy is the failure path")
+        self.handler.add_event_source(sources.SqsEventSource(self.approvals, batch_size=1))
         self.rule = events.Rule(
             self, "Approved",
             description="An approved sav-router model package is deployed to the endpoint",
@@ -86,7 +122,8 @@ class Promotion(Construct):
                 source=["aws.sagemaker"], detail_type=["SageMaker Model Package State Change"],
                 detail={"ModelPackageGroupName": [shared.model_package_group_name], "ModelApprovalStatus": ["Approved"]},
             ),
-            targets=[targets.LambdaFunction(self.handler, dead_letter_queue=self.failures, retry_attempts=8, max_event_age=Duration.hours(6))],
+            targets=[QueueTarget(self.approvals, dead_letter_queue=self.failures, retry_attempts=8, max_event_age=Duration.hours(6),
+                                 message_group_id="approvals")],
         )
         self._grant(stack, config, shared)
 
@@ -94,6 +131,10 @@ class Promotion(Construct):
         arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
         name, group = config.endpoint.name, shared.model_package_group_name
         fn, role, key = self.handler, self.function.role, shared.key
+        use_key(fn, key)  # the approvals queue and its dead-letter queue are encrypted with the foundation's key
+        # UpdateEndpoint with AutoRollbackConfiguration: the caller must be able to read the rollback alarms.
+        alarm_arn = f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm"
+        allow(fn, role, ["cloudwatch:DescribeAlarms"], [f"{alarm_arn}:{name}" for name in rollback_alarm_names(config)])
         allow(fn, role, ["sagemaker:DescribeModelPackage"], [f"{arn}:model-package/{group}/*"],
               wildcard_reason="model package versions of this deployment's group are numbered by SageMaker")
         allow(fn, role,

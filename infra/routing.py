@@ -46,6 +46,8 @@ class RoutingService(Construct):
             self, "Routing", name="routing", key=key, log_retention_days=config.log_retention_days,
             description="sav-router: intake batch -> endpoint -> policy -> team queue or human review",
             memory_mb=512, timeout=FUNCTION_TIMEOUT,
+            # Bounds the endpoint's load; the event source's MaximumConcurrency equals it, so SQS is never throttled.
+            reserved_concurrency=config.routing_concurrency,
             environment={
                 "ENDPOINT_NAME": config.endpoint.name,
                 "ARTIFACTS_BUCKET": bucket.bucket_name,
@@ -63,6 +65,7 @@ class RoutingService(Construct):
                     "SQS event sources take no on-failure destination; the intake queue's redrive policy is the failure path")
         self.handler.add_event_source(sources.SqsEventSource(
             self.intake, batch_size=25, max_batching_window=Duration.seconds(1), report_batch_item_failures=True,
+            max_concurrency=config.routing_concurrency,
         ))
         self._grant(shared)
 

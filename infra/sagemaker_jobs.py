@@ -27,6 +27,9 @@ class JobKind:
 
 
 TRAINING = JobKind("createTrainingJob", "describeTrainingJob", "TrainingJobName", "TrainingJobStatus", ("TrainingJobStatus", "ModelArtifacts"))
+# What a failed aws-sdk:sagemaker call arrives as: SageMaker's unmodelled errors (throttling among them) are
+# "SageMaker.AmazonSageMakerException"; ThrottlingException is listed too should it ever be modelled.
+RETRIED_ERRORS = ("SageMaker.AmazonSageMakerException", "SageMaker.ThrottlingException")
 TRANSFORM = JobKind("createTransformJob", "describeTransformJob", "TransformJobName", "TransformJobStatus", ("TransformJobStatus",))
 
 
@@ -63,7 +66,7 @@ def sagemaker_job(
         result_selector={"FailureReason.$": "$.FailureReason"},
     )
     for task in (create, describe, describe_failure):
-        task.add_retry(errors=["SageMaker.ThrottlingException", "SageMaker.SageMakerException"], interval=Duration.seconds(5), max_attempts=3)
+        task.add_retry(errors=list(RETRIED_ERRORS), interval=Duration.seconds(5), max_attempts=4, backoff_rate=2)
         task.add_catch(on_error, result_path="$.error")
     wait = sfn.Wait(scope, f"Wait {construct_id}", time=sfn.WaitTime.duration(poll))
     done = sfn.Pass(scope, f"{construct_id} completed")

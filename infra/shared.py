@@ -17,7 +17,9 @@ from constructs import Construct
 
 from infra.config import DeploymentConfig
 
-EXPORTED = ("bucket-name", "bucket-arn", "key-arn", "sagemaker-role-arn", "alarm-topic-arn", "image-uri")
+# Only values that never change once deployed: CloudFormation refuses to modify an export another stack imports.
+# (The training image URI changes with every build; it stays inside the pipeline stack.)
+EXPORTED = ("bucket-name", "bucket-arn", "key-arn", "sagemaker-role-arn", "alarm-topic-arn")
 
 
 def export_name(config: DeploymentConfig, what: str) -> str:
@@ -30,12 +32,24 @@ class Shared:
     key: kms.IKey
     sagemaker_role: iam.IRole
     alarm_topic: sns.ITopic
-    image_uri: str
     model_package_group_name: str
 
 
 def model_package_group_name(config: DeploymentConfig) -> str:
     return f"{config.prefix}-models"
+
+
+def rollback_alarm_names(config: DeploymentConfig) -> tuple[str, str]:
+    """The endpoint alarms (5xx, p99 latency) that also roll back a blue/green update."""
+    return f"{config.prefix}-endpoint-5xx", f"{config.prefix}-endpoint-latency-p99"
+
+
+def traffic_reader_role_name(config: DeploymentConfig, region: str) -> str:
+    """The one role allowed to read traffic/ (the observer-mode step), named so the foundation's bucket policy can name it.
+
+    IAM names are account-wide: the region keeps two deployments of one prefix in two regions apart.
+    """
+    return f"{config.prefix}-{region}-shadow-prepare"
 
 
 def export_shared(stack: Stack, config: DeploymentConfig, values: dict[str, str]) -> None:
@@ -51,6 +65,5 @@ def import_shared(scope: Construct, config: DeploymentConfig) -> Shared:
         key=key,
         sagemaker_role=iam.Role.from_role_arn(scope, "SharedSageMakerRole", value("sagemaker-role-arn"), mutable=False),
         alarm_topic=sns.Topic.from_topic_arn(scope, "SharedAlarmTopic", value("alarm-topic-arn")),
-        image_uri=value("image-uri"),
         model_package_group_name=model_package_group_name(config),
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import Fn, Stack
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.annotation_trigger import AnnotationTrigger
@@ -11,7 +12,8 @@ from infra.foundation import FoundationStack
 from infra.monitoring import Monitoring
 from infra.promotion import EndpointAlarms, Promotion
 from infra.routing import RoutingService
-from infra.shared import import_shared
+from infra.shared import export_name, import_shared
+from infra.training_image import TrainingImage
 from infra.training_pipeline import TrainingPipeline
 
 
@@ -25,7 +27,7 @@ class ServingStack(Stack):
         self.routing = RoutingService(self, "Routing", config=config, shared=shared)
         self.endpoint_alarms = EndpointAlarms(self, "EndpointAlarms", config=config)
         self.promotion = Promotion(
-            self, "Promotion", config=config, shared=shared, rollback_alarm_names=self.endpoint_alarms.names,
+            self, "Promotion", config=config, shared=shared, rollback_alarms=self.endpoint_alarms.names,
         )
 
 
@@ -36,7 +38,10 @@ class PipelineStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.add_stack_dependency(foundation)
         shared = import_shared(self, config)
-        self.pipeline = TrainingPipeline(self, "Training", config=config, shared=shared)
+        # A mutable import of the SageMaker role: an image built at deploy time grants its pull here, beside the image.
+        puller = iam.Role.from_role_arn(self, "ImagePuller", Fn.import_value(export_name(config, "sagemaker-role-arn")))
+        self.image = TrainingImage(self, "Image", config=config, pulled_by=puller)
+        self.pipeline = TrainingPipeline(self, "Training", config=config, shared=shared, image_uri=self.image.uri)
         self.trigger = AnnotationTrigger(self, "Annotations", config=config, shared=shared, state_machine=self.pipeline.state_machine)
 
 

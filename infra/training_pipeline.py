@@ -21,7 +21,7 @@ from infra.config import DeploymentConfig
 from infra.lambda_function import ProjectFunction, retention
 from infra.policies import acknowledge, acknowledge_wildcard, allow, read_prefix, use_key, write_prefix
 from infra.sagemaker_jobs import TRAINING, TRANSFORM, sagemaker_job
-from infra.shared import Shared
+from infra.shared import Shared, traffic_reader_role_name
 from sav_router.aws import layout
 
 JSONL = "application/jsonlines"
@@ -30,11 +30,11 @@ STEP_TIMEOUT = Duration.minutes(10)
 
 class TrainingPipeline(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, shared: Shared,
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, shared: Shared, image_uri: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config, self.key, self.bucket = config, shared.key, shared.bucket
-        self.role, self.image_uri, self.group = shared.sagemaker_role, shared.image_uri, shared.model_package_group_name
+        self.role, self.image_uri, self.group = shared.sagemaker_role, image_uri, shared.model_package_group_name
         key = shared.key
         stack = Stack.of(self)
         self.arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
@@ -51,10 +51,10 @@ class TrainingPipeline(Construct):
         self._grant_state_machine()
 
     # -- Lambda steps -----------------------------------------------------------------
-    def _function(self, name: str, description: str, environment: dict[str, str], memory_mb: int = 1024) -> ProjectFunction:
+    def _function(self, name: str, description: str, environment: dict[str, str], memory_mb: int = 1024, role_name: str | None = None) -> ProjectFunction:
         function = ProjectFunction(
             self, name.title().replace("_", "") + "Function", name=name, key=self.key, log_retention_days=self.config.log_retention_days,
-            description=description, memory_mb=memory_mb, timeout=STEP_TIMEOUT,
+            description=description, memory_mb=memory_mb, timeout=STEP_TIMEOUT, role_name=role_name,
             environment={"ARTIFACTS_BUCKET": self.bucket.bucket_name, **environment},
         )
         acknowledge(function.function, "Serverless-LambdaDLQ", "invoked synchronously by the state machine, which catches and reports every failure")
@@ -68,7 +68,8 @@ class TrainingPipeline(Construct):
             "evaluate": self._function("evaluate", "sav-router pipeline: evaluate the check transform output, quality gate",
                                        {"TARGET_PRECISION": str(config.target_precision), "MIN_COVERAGE": str(config.min_coverage)}, memory_mb=2048),
             "shadow_prepare": self._function("shadow_prepare", "sav-router pipeline: recent production traffic for observer mode",
-                                             {"TRAFFIC_DAYS": str(config.traffic_days), "MAX_SHADOW_REQUESTS": str(config.max_shadow_requests)}),
+                                             {"TRAFFIC_DAYS": str(config.traffic_days), "MAX_SHADOW_REQUESTS": str(config.max_shadow_requests)},
+                                             role_name=traffic_reader_role_name(config, Stack.of(self).region)),  # the one reader of traffic/ (bucket policy)
             "shadow_compare": self._function("shadow_compare", "sav-router pipeline: candidate vs production decisions on logged traffic",
                                              {"APPROVAL_MODE": config.approval_mode}),
         }

@@ -3,12 +3,14 @@
 Names are derived from the package version (`<endpoint>-v<N>`), so a repeated
 approval event finds its model, endpoint config and endpoint already in place
 and does nothing. An update while the endpoint is still changing raises
-`DeploymentInProgress`; the event is retried later and then either deploys or
-finds the work done.
+`DeploymentInProgress`; the approval message is redelivered by its queue later
+(for several update durations) and then either deploys or finds the work done.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,13 @@ class EndpointSettings:
     security_groups: tuple[str, ...] = ()
     baking_seconds: int = 600
     tags: dict[str, str] = field(default_factory=dict)
+
+
+def approval_events(event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The EventBridge events in an invocation: SQS records from the approvals queue, or one event invoked directly."""
+    if "Records" in event:
+        return [json.loads(record["body"]) for record in event["Records"]]
+    return [dict(event)]
 
 
 def deployment_config(settings: EndpointSettings) -> dict[str, Any]:

@@ -40,3 +40,32 @@ def synthesized(tmp_path_factory) -> Synthesized:
     stacks = build(app, config, env=cdk.Environment(account=aws_env.ACCOUNT, region=aws_env.REGION))
     templates = {key: Template.from_stack(stack) for key, stack in stacks.items()}
     return Synthesized(config=config, stacks=stacks, templates=templates, raw={key: t.to_json() for key, t in templates.items()})
+
+
+@dataclass
+class Rehearsal:
+    """`python app.py` exactly as `cdk deploy` runs it: cdk.json as committed, bundling on, no AWS credentials."""
+
+    outdir: Path
+    seconds: float
+    result: object  # subprocess.CompletedProcess
+
+    def templates(self) -> dict[str, dict]:
+        import json
+
+        return {p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in self.outdir.glob("*.template.json")}
+
+
+@pytest.fixture(scope="session")
+def rehearsal(tmp_path_factory) -> Rehearsal:
+    """Once per session: the real `pip install --platform` for the Lambda runtime, with pip's own cache kept between sessions."""
+    import os
+    import subprocess
+    import time
+
+    outdir = tmp_path_factory.mktemp("rehearsal-cdk.out")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_CONTEXT", "SAV_ROUTER_"))}  # no credentials, no overrides
+    env.update(CDK_OUTDIR=str(outdir), JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20", CDK_DISABLE_CLI_TELEMETRY="true")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    return Rehearsal(outdir=outdir, seconds=time.monotonic() - started, result=result)

@@ -44,7 +44,7 @@ def test_every_acknowledgement_carries_a_specific_reason(app_output):
                     acknowledged.update({f"{path} {rule}": reason for rule, reason in entry["data"].items()})
     rules = {key.split(" ", 1)[1].split("::", 1)[1].split("[", 1)[0] for key in acknowledged}
     # only these rule families are acknowledged, each finding with its own written reason
-    assert rules == {"AwsSolutions-IAM4", "AwsSolutions-IAM5", "Serverless-LambdaDLQ", "Serverless-LambdaEventSourceMappingDestination", "Serverless-SQSRedrivePolicy"}
+    assert rules == {"AwsSolutions-IAM4", "AwsSolutions-IAM5", "AwsSolutions-SQS3", "Serverless-LambdaDLQ", "Serverless-LambdaEventSourceMappingDestination", "Serverless-SQSRedrivePolicy"}
     assert all(len(reason) >= 40 for reason in acknowledged.values()), acknowledged
 
 
@@ -56,3 +56,19 @@ def test_cfn_lint_finds_no_error_or_warning_in_any_template(app_output):
                             capture_output=True, text=True, timeout=120)
     assert len(templates) == 4
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"training": {"instanceCount": "2"}}, "training.instanceCount: expected int, got str '2'"),
+    ({"alarmMail": "ops@example.com"}, "unknown configuration keys ['alarmMail']"),
+])
+def test_a_wrong_type_or_unknown_key_in_the_context_fails_synthesis_naming_the_key(tmp_path, change, message):
+    config = {**json.loads((REPO / "cdk.json").read_text())["context"]["sav-router"], **change}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(CDK_OUTDIR=str(tmp_path), CDK_CONTEXT_JSON=json.dumps({"sav-router": config}), JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
+    result = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 1
+    # one line naming the key, not a traceback
+    assert result.stderr.strip().splitlines()[-1].startswith(f"cdk.json context 'sav-router': {message}"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.template.json"))

@@ -11,7 +11,7 @@ def alarms(synthesized) -> list[dict]:
 
 def test_every_dead_letter_queue_is_alarmed(synthesized):
     dlq_alarms = [a for a in alarms(synthesized) if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"]
-    assert len(dlq_alarms) == 6 and all(a["Threshold"] == 1 and a["Statistic"] == "Maximum" for a in dlq_alarms)
+    assert len(dlq_alarms) == 7 and all(a["Threshold"] == 1 and a["Statistic"] == "Maximum" for a in dlq_alarms)
     assert all("dead-letter" in a["AlarmDescription"] for a in dlq_alarms)
 
 

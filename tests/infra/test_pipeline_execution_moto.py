@@ -10,11 +10,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
+from contextlib import contextmanager
 
 import boto3
 import pytest
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.exceptions import JsonRESTError
+from moto.sagemaker.models import SageMakerModelBackend
 
 import aws_env
 import fake_sagemaker
@@ -187,3 +190,90 @@ def test_no_check_annotations_fails_the_first_step_with_its_cause(pipeline):
     assert execution["status"] == "FAILED"
     assert execution["error"] == "DatasetError" and "split=check" in execution["cause"]
     assert boto3.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+
+# -- the polling loop's unhappy paths ------------------------------------------------------------------------
+#
+# moto marks a training job Completed the moment it is created. These tests set the job's status THROUGH MOTO'S
+# BACKEND: each DescribeTrainingJob first writes the next scripted status (and, for a failure, a FailureReason)
+# onto moto's job object, then moto answers as usual. The state machine is the synthesized one.
+
+
+@contextmanager
+def scripted_training_status(statuses: list[str], *, failure_reason: str | None = None, throttled: int = 0):
+    original = SageMakerModelBackend.describe_training_job
+    calls: list[str] = []
+
+    def describe(self, training_job_name):
+        if len([c for c in calls if c == "throttled"]) < throttled:
+            calls.append("throttled")
+            raise JsonRESTError("ThrottlingException", "Rate exceeded")  # what SageMaker answers a throttled call
+        job = self.training_jobs[training_job_name]
+        served = [c for c in calls if c != "throttled"]
+        job.training_job_status = statuses[min(len(served), len(statuses) - 1)]
+        if failure_reason is not None:
+            job.failure_reason = failure_reason
+        calls.append(job.training_job_status)
+        return original(self, training_job_name)
+
+    SageMakerModelBackend.describe_training_job = describe
+    try:
+        yield calls
+    finally:
+        SageMakerModelBackend.describe_training_job = original
+
+
+def test_polling_waits_through_in_progress_until_completed(pipeline):
+    # GIVEN a training job that reports InProgress twice, then Completed
+    truth = drop_annotations()
+    containers = fake_sagemaker.FakeContainers(truth, labels_of(pipeline["config"]), quality="good")
+    with fake_sagemaker.running(containers), scripted_training_status(["InProgress", "InProgress", "Completed"]) as calls:
+        # WHEN the state machine runs
+        execution = run(pipeline["arn"], "annotations-p0")
+    # THEN it waited (Wait -> Describe) until Completed, then went on to the end
+    assert calls == ["InProgress", "InProgress", "Completed"]
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert pipeline["calls"][:2] == ["prepare_dataset", "evaluate"]
+
+
+@pytest.mark.parametrize("status, error, cause", [
+    ("Failed", "TrainingFailed", "AlgorithmError: CUDA out of memory"),
+    ("Stopped", "TrainingStopped", "the Training job was stopped"),
+])
+def test_a_failed_or_stopped_training_job_ends_the_execution_with_its_reason(pipeline, status, error, cause):
+    # GIVEN a training job that runs a while, then fails (with SageMaker's FailureReason) or is stopped
+    drop_annotations()
+    reason = cause if status == "Failed" else None
+    with scripted_training_status(["InProgress", status], failure_reason=reason) as calls:
+        execution = run(pipeline["arn"], f"annotations-{status.lower()}")
+    # THEN the execution fails naming the step, with the job's own reason, and nothing after training ran
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == error and execution["cause"] == cause
+    assert calls[:2] == ["InProgress", status]
+    assert pipeline["calls"] == ["prepare_dataset"]
+    assert boto3.client("sagemaker").list_models()["Models"] == []
+
+
+def test_a_throttled_describe_is_retried_not_fatal(pipeline, monkeypatch):
+    """Finding 7: the retry named errors that never arrive. A throttled SageMaker call reaches a Step Functions
+    aws-sdk task as `SageMaker.AmazonSageMakerException` (SageMaker's unmodelled errors); moto's interpreter names
+    it `sagemaker.sagemakerException`, so its naming is set to the service's here. The retry itself is moto's."""
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import StateTaskServiceAwsSdk
+
+    original = StateTaskServiceAwsSdk._normalise_exception_name
+
+    def aws_naming(norm_service_name, ex):
+        if type(ex) is ClientError and norm_service_name.lower() == "sagemaker":
+            return "SageMaker.AmazonSageMakerException"
+        return original(norm_service_name, ex)
+
+    monkeypatch.setattr(StateTaskServiceAwsSdk, "_normalise_exception_name", staticmethod(aws_naming))
+    truth = drop_annotations()
+    containers = fake_sagemaker.FakeContainers(truth, labels_of(pipeline["config"]), quality="good")
+    # GIVEN the first DescribeTrainingJob is throttled
+    with fake_sagemaker.running(containers), scripted_training_status(["Completed"], throttled=1) as calls:
+        execution = run(pipeline["arn"], "annotations-t0", timeout=90)
+    # THEN the describe was retried, and the run went on to the end
+    assert calls[:2] == ["throttled", "Completed"]
+    assert execution["status"] == "SUCCEEDED", (execution.get("error"), execution.get("cause"))

@@ -21,11 +21,13 @@ def test_annotation_drops_reach_the_gate_through_a_debouncing_queue(synthesized)
                          "detail": {"bucket": {"name": [{"Fn::ImportValue": "sav-router-bucket-name"}]}, "object": {"key": [{"prefix": "annotations/"}]}}},
         "Targets": [Match.object_like({"DeadLetterConfig": Match.any_value(), "RetryPolicy": Match.object_like({"MaximumRetryAttempts": 8})})],
     })
-    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {"BatchSize": 100, "MaximumBatchingWindowInSeconds": 300})
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {"BatchSize": 100, "MaximumBatchingWindowInSeconds": 300,
+                                                                         "ScalingConfig": {"MaximumConcurrency": 2}})
     template.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(1 hour)"})
     (gate,) = [f for f in resources(synthesized.raw["pipeline"], "AWS::Lambda::Function").values()
                if f["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "annotation_trigger"]
-    assert gate["Properties"]["ReservedConcurrentExecutions"] == 1  # one gate decision at a time
+    # no reserved concurrency: throttled SQS-triggered invocations would burn receive counts (MaximumConcurrency bounds it)
+    assert "ReservedConcurrentExecutions" not in gate["Properties"]
     assert gate["Properties"]["Environment"]["Variables"]["MIN_NEW_ROWS"] == "100"
 
 
@@ -48,7 +50,7 @@ def test_training_runs_isolated_and_encrypted_on_the_curated_channels(synthesize
     assert params["OutputDataConfig"]["S3OutputPath"].endswith("/models/training/")
     assert [c["ChannelName"] for c in params["InputDataConfig"]] == ["train", "teams"]
     assert params["HyperParameters"]["target_precision"] == "0.95"
-    assert params["AlgorithmSpecification"]["TrainingImage"] == "sav-router-image-uri"
+    assert params["AlgorithmSpecification"]["TrainingImage"] == synthesized.config.image_uri  # configured: no image asset, no export
     assert "VpcConfig" not in params  # no VPC configured in cdk.json
 
 

@@ -19,11 +19,11 @@ def test_every_queue_is_kms_encrypted_and_every_working_queue_has_a_dlq(synthesi
     raw = synthesized.raw["serving"]
     queues = resources(raw, "AWS::SQS::Queue")
     teams = synthesized.config.teams
-    # intake + DLQ, review + DLQ, one queue per team + their DLQ, the promotion events DLQ
-    assert len(queues) == 2 + 2 + len(teams) + 1 + 1
+    # intake + DLQ, review + DLQ, one queue per team + their DLQ, the approvals queue + DLQ, the approval rule's DLQ
+    assert len(queues) == 2 + 2 + len(teams) + 1 + 2 + 1
     assert all(q["Properties"]["KmsMasterKeyId"] == {"Fn::ImportValue": "sav-router-key-arn"} for q in queues.values())
     redriven = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
-    assert len(redriven) == 2 + len(teams)
+    assert len(redriven) == 2 + len(teams) + 1
     intake = [q for q in redriven if q["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5]
     assert len(intake) == 1 and intake[0]["Properties"]["VisibilityTimeout"] == 360  # 6 x the function timeout
 
@@ -94,7 +94,8 @@ def test_endpoint_alarms_used_for_rollback(synthesized):
     fn = [f for f in resources(synthesized.raw["serving"], "AWS::Lambda::Function").values()
           if f["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "promotion"][0]
     assert json.loads(fn["Properties"]["Environment"]["Variables"]["ROLLBACK_ALARMS"]) == ["sav-router-endpoint-5xx", "sav-router-endpoint-latency-p99"]
-    assert fn["Properties"]["ReservedConcurrentExecutions"] == 1
+    # one deployment at a time comes from the approvals queue (FIFO, one message group, batch of 1), not reserved concurrency
+    assert "ReservedConcurrentExecutions" not in fn["Properties"]
 
 
 def test_log_groups_have_retention_and_encryption(synthesized):

@@ -125,3 +125,35 @@ def test_non_approved_or_unpublished_packages_are_not_deployed(registry, updates
     with pytest.raises(NotDeployable, match="not published"):
         registry["handler"](approval_event(unpublished), context)
     assert registry["sm"].list_endpoints()["Endpoints"] == []
+
+
+def from_approvals_queue(event: dict) -> dict:
+    """The approval as the function receives it: one record of the FIFO approvals queue (EventBridge's event as body)."""
+    return {"Records": [{"messageId": "m-1", "receiptHandle": "r-1", "body": json.dumps(event), "attributes": {"MessageGroupId": "approvals"},
+                         "messageAttributes": {}, "eventSource": "aws:sqs"}]}
+
+
+def test_an_approval_from_the_queue_is_deployed(registry, updates, context):
+    outcome = registry["handler"](from_approvals_queue(approval_event(register(registry, "v-one"))), context)
+    assert outcome["action"] == "created" and outcome["endpoint_config"] == "sav-router-v1"
+
+
+def test_an_approval_during_an_update_fails_its_message_so_the_queue_redelivers_it(registry, updates, context):
+    """Finding 8: the approval must survive a blue/green update (the queue redelivers it, for several updates' length)."""
+    from sav_router.aws.promotion import DeploymentInProgress
+
+    # GIVEN version 1 in service, the endpoint busy with an update, version 2 approved
+    registry["handler"](approval_event(register(registry, "v-one")), context)
+    arn = register(registry, "v-two")
+    from moto.sagemaker.models import sagemaker_backends
+
+    endpoint = sagemaker_backends[aws_env.ACCOUNT][aws_env.REGION].endpoints["sav-router"]
+    endpoint.endpoint_status = "Updating"
+    # WHEN the approval arrives from the queue
+    with pytest.raises(DeploymentInProgress, match="Updating"):
+        registry["handler"](from_approvals_queue(approval_event(arn)), context)
+    # THEN nothing changed; WHEN the update is over and the queue redelivers the message, THEN it deploys
+    assert updates == []
+    endpoint.endpoint_status = "InService"
+    outcome = registry["handler"](from_approvals_queue(approval_event(arn)), context)
+    assert outcome["action"] == "updated" and [u["EndpointConfigName"] for u in updates] == ["sav-router-v2"]

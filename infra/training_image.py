@@ -1,0 +1,48 @@
+"""The training/serving image: a prebuilt URI from the configuration, or `training_image/Dockerfile` built by `cdk deploy`.
+
+Lives in the pipeline stack, the one that runs it: its URI changes with every build, so it is never a
+cross-stack export (CloudFormation refuses to change an export in use). The build context is the
+repository root filtered by `training_image/Dockerfile.dockerignore` (what BuildKit applies to that
+Dockerfile), so the asset hash, and with it the image, changes only when a file the image copies does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import IgnoreMode
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.config import IMAGE_URI_ENV, ConfigError, DeploymentConfig
+from infra.lambda_function import REPO
+from infra.policies import acknowledge
+
+DOCKERFILE = "training_image/Dockerfile"
+
+
+def dockerignore_patterns(repo: Path = REPO) -> list[str]:
+    path = repo / f"{DOCKERFILE}.dockerignore"
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+class TrainingImage(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, pulled_by: iam.IRole) -> None:
+        super().__init__(scope, construct_id)
+        self.asset: ecr_assets.DockerImageAsset | None = None
+        if config.image_uri:
+            self.uri = config.image_uri  # the foundation's SageMaker role pulls it from its own repository
+            return
+        if not (REPO / DOCKERFILE).is_file():
+            raise ConfigError(f"no {DOCKERFILE}: set imageUri in cdk.json or {IMAGE_URI_ENV} to a pushed image")
+        # `docker build --file` reads the Dockerfile from the staged context: it must survive the excludes
+        # (CDK only re-includes a Dockerfile at the context's root).
+        exclude = [*dockerignore_patterns(), f"!{DOCKERFILE}", f"!{DOCKERFILE}.dockerignore"]
+        self.asset = ecr_assets.DockerImageAsset(
+            self, "Asset", directory=str(REPO), file=DOCKERFILE, exclude=exclude, ignore_mode=IgnoreMode.DOCKER,
+            platform=ecr_assets.Platform.LINUX_AMD64,
+        )
+        self.uri = self.asset.image_uri
+        self.asset.repository.grant_pull(pulled_by)
+        acknowledge(pulled_by, "AwsSolutions-IAM5[Resource::*]", "ecr:GetAuthorizationToken is an account-level action with no resource-level permissions")
