@@ -25,6 +25,7 @@ from infra.policies import acknowledge, allow, read_prefix, use_key
 from infra.queues import dead_letter_queue, queue_with_dlq
 from infra.shared import Shared
 from sav_router.aws import layout
+from sav_router.aws.settings import GateSettings
 
 DEBOUNCE = Duration.minutes(5)
 FUNCTION_TIMEOUT = Duration.seconds(120)
@@ -50,8 +51,8 @@ class AnnotationTrigger(Construct):
             # No reserved concurrency: under an SQS source, throttled invocations burn receive counts and push drops to the
             # DLQ. The event source's MaximumConcurrency bounds the pollers instead.
             memory_mb=256, timeout=FUNCTION_TIMEOUT,
-            environment={"LEDGER_TABLE": self.ledger.table_name, "STATE_MACHINE_ARN": state_machine.state_machine_arn,
-                         "MIN_NEW_ROWS": str(config.min_new_annotations)},
+            environment=GateSettings(ledger_table=self.ledger.table_name, state_machine_arn=state_machine.state_machine_arn,
+                                     min_new_rows=config.min_new_annotations).to_environment(),
             dead_letter_queue=self.schedule_dlq,  # scheduled (asynchronous) invocations that keep failing
         )
         self.handler = self.function.function

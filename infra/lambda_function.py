@@ -28,6 +28,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.policies import acknowledge
+from sav_router import env
+from sav_router.aws import metrics as metric_names
 
 REPO = Path(__file__).resolve().parents[1]
 LAMBDAS = REPO / "lambdas"
@@ -139,7 +141,7 @@ class ProjectFunction(Construct):
             timeout=timeout,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
-            environment={"POWERTOOLS_SERVICE_NAME": name, "POWERTOOLS_METRICS_NAMESPACE": "SavRouter", "POWERTOOLS_LOG_LEVEL": "INFO", **environment},
+            environment={env.POWERTOOLS_SERVICE_NAME: name, env.POWERTOOLS_METRICS_NAMESPACE: metric_names.NAMESPACE, env.POWERTOOLS_LOG_LEVEL: "INFO", **environment},
             environment_encryption=key,
             reserved_concurrent_executions=reserved_concurrency,
             role=self.role,

@@ -14,7 +14,6 @@ One message group: approvals are deployed one at a time, in the order given.
 
 from __future__ import annotations
 
-import json
 import math
 
 from aws_cdk import Duration, Stack
@@ -31,6 +30,7 @@ from infra.policies import acknowledge, allow, read_prefix, use_key
 from infra.queues import dead_letter_queue, encrypted_queue
 from infra.shared import Shared, rollback_alarm_names
 from sav_router.aws import layout
+from sav_router.aws.settings import PromotionSettings
 
 
 class EndpointAlarms(Construct):
@@ -97,18 +97,18 @@ class Promotion(Construct):
             self, "Promotion", name="promotion", key=key, log_retention_days=config.log_retention_days,
             description="sav-router: deploy an approved model package to the endpoint (blue/green, auto rollback)",
             memory_mb=256, timeout=FUNCTION_TIMEOUT,  # one at a time: a single FIFO message group, no reserved concurrency needed
-            environment={
-                "ENDPOINT_NAME": config.endpoint.name,
-                "SAGEMAKER_ROLE_ARN": sagemaker_role.role_arn,
-                "KMS_KEY_ARN": key.key_arn,
-                "INSTANCE_TYPE": config.endpoint.instance_type,
-                "INSTANCE_COUNT": str(config.endpoint.instance_count),
-                "BAKING_SECONDS": str(config.endpoint.baking_seconds),
-                "ROLLBACK_ALARMS": json.dumps(list(rollback_alarms)),
-                "ARTIFACTS_BUCKET": bucket.bucket_name,
-                "SUBNET_IDS": json.dumps(list(config.vpc.subnet_ids)),
-                "SECURITY_GROUP_IDS": json.dumps(list(config.vpc.security_group_ids)),
-            },
+            environment=PromotionSettings(
+                endpoint_name=config.endpoint.name,
+                sagemaker_role_arn=sagemaker_role.role_arn,
+                kms_key_arn=key.key_arn,
+                instance_type=config.endpoint.instance_type,
+                instance_count=config.endpoint.instance_count,
+                baking_seconds=config.endpoint.baking_seconds,
+                rollback_alarms=list(rollback_alarms),
+                artifacts_bucket=bucket.bucket_name,
+                subnet_ids=list(config.vpc.subnet_ids),
+                security_group_ids=list(config.vpc.security_group_ids),
+            ).to_environment(),
         )
         self.handler = self.function.function
         acknowledge(self.handler, "Serverless-LambdaDLQ", "invoked by an SQS event source only: the approvals queue's redrive policy is the failure path")

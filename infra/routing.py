@@ -17,6 +17,7 @@ from infra.policies import acknowledge, allow, read_prefix, send_to, use_key, wr
 from infra.queues import dead_letter_queue, encrypted_queue, queue_with_dlq
 from infra.shared import Shared
 from sav_router.aws import layout
+from sav_router.aws.settings import RoutingSettings
 
 FUNCTION_TIMEOUT = Duration.seconds(60)
 
@@ -48,16 +49,16 @@ class RoutingService(Construct):
             memory_mb=512, timeout=FUNCTION_TIMEOUT,
             # Bounds the endpoint's load; the event source's MaximumConcurrency equals it, so SQS is never throttled.
             reserved_concurrency=config.routing_concurrency,
-            environment={
-                "ENDPOINT_NAME": config.endpoint.name,
-                "ARTIFACTS_BUCKET": bucket.bucket_name,
-                "OVERRIDES_PARAMETER": self.overrides.parameter_name,
-                "TEAM_QUEUES": stack.to_json_string({team: queue.queue_url for team, queue in self.team_queues.items()}),
-                "REVIEW_QUEUE_URL": self.review.queue_url,
-                "INTAKE_DLQ_URL": self.intake_dlq.queue_url,
-                "IDEMPOTENCY_TABLE": self.idempotency.table_name,
-                "AUDIT_SHARE": str(config.audit_share),
-            },
+            environment=RoutingSettings(
+                endpoint_name=config.endpoint.name,
+                artifacts_bucket=bucket.bucket_name,
+                overrides_parameter=self.overrides.parameter_name,
+                team_queues={team: queue.queue_url for team, queue in self.team_queues.items()},
+                review_queue_url=self.review.queue_url,
+                intake_dlq_url=self.intake_dlq.queue_url,
+                idempotency_table=self.idempotency.table_name,
+                audit_share=config.audit_share,
+            ).to_environment(dumps=stack.to_json_string),
         )
         self.handler = self.function.function
         acknowledge(self.handler, "Serverless-LambdaDLQ", "invoked by an SQS event source: failed messages are redriven to the intake queue's DLQ")

@@ -9,7 +9,7 @@ from constructs import Construct
 from infra.annotation_trigger import AnnotationTrigger
 from infra.config import DeploymentConfig
 from infra.foundation import FoundationStack
-from infra.monitoring import Monitoring
+from infra.monitoring import Monitoring, Watched
 from infra.promotion import EndpointAlarms, Promotion
 from infra.routing import RoutingService
 from infra.shared import export_name, import_shared
@@ -52,7 +52,18 @@ class OperationsStack(Stack):
                  serving: ServingStack, pipeline: PipelineStack, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.add_stack_dependency(foundation)
-        self.monitoring = Monitoring(self, "Monitoring", config=config, topic=import_shared(self, config).alarm_topic, serving=serving, pipeline=pipeline)
+        routing, trigger, promotion, endpoint = serving.routing, pipeline.trigger, serving.promotion, serving.endpoint_alarms
+        watched = Watched(
+            dead_letters={
+                "intake": routing.intake_dlq, "human-review": routing.review_dlq, "teams": routing.team_dlq,
+                "annotation-events": trigger.events_dlq, "gate-schedule": trigger.schedule_dlq, "promotion-events": promotion.failures,
+                "promotion-retries": promotion.retries_dlq,
+            },
+            intake=routing.intake, review=routing.review, state_machine=pipeline.pipeline.state_machine,
+            functions={"routing": routing.handler, "promotion": promotion.handler, "annotation-gate": trigger.handler},
+            endpoint_errors=endpoint.errors, endpoint_latency=endpoint.latency, endpoint_alarms=endpoint.alarms,
+        )
+        self.monitoring = Monitoring(self, "Monitoring", config=config, topic=import_shared(self, config).alarm_topic, watched=watched)
 
 
 def build(scope: Construct, config: DeploymentConfig, **stack_kwargs) -> dict[str, Stack]:

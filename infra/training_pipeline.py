@@ -23,6 +23,7 @@ from infra.policies import acknowledge, acknowledge_wildcard, allow, read_prefix
 from infra.sagemaker_jobs import TRAINING, TRANSFORM, sagemaker_job
 from infra.shared import Shared, traffic_reader_role_name
 from sav_router.aws import layout
+from sav_router.aws.settings import DatasetSettings, EvaluateSettings, FunctionSettings, ShadowCompareSettings, ShadowPrepareSettings
 
 JSONL = "application/jsonlines"
 STEP_TIMEOUT = Duration.minutes(10)
@@ -51,11 +52,12 @@ class TrainingPipeline(Construct):
         self._grant_state_machine()
 
     # -- Lambda steps -----------------------------------------------------------------
-    def _function(self, name: str, description: str, environment: dict[str, str], memory_mb: int = 1024, role_name: str | None = None) -> ProjectFunction:
+    def _function(self, settings: FunctionSettings, description: str, memory_mb: int = 1024, role_name: str | None = None) -> ProjectFunction:
+        name = settings.function
         function = ProjectFunction(
             self, name.title().replace("_", "") + "Function", name=name, key=self.key, log_retention_days=self.config.log_retention_days,
             description=description, memory_mb=memory_mb, timeout=STEP_TIMEOUT, role_name=role_name,
-            environment={"ARTIFACTS_BUCKET": self.bucket.bucket_name, **environment},
+            environment=settings.to_environment(),
         )
         acknowledge(function.function, "Serverless-LambdaDLQ", "invoked synchronously by the state machine, which catches and reports every failure")
         return function
@@ -63,15 +65,16 @@ class TrainingPipeline(Construct):
     def _functions(self) -> dict[str, ProjectFunction]:
         config, bucket = self.config, self.bucket
         functions = {
-            "prepare_dataset": self._function("prepare_dataset", "sav-router pipeline: curate the dataset from all annotations",
-                                              {"TEAM_LABELS": json.dumps(config.team_labels), "RUN_PREFIX": config.prefix}),
-            "evaluate": self._function("evaluate", "sav-router pipeline: evaluate the check transform output, quality gate",
-                                       {"TARGET_PRECISION": str(config.target_precision), "MIN_COVERAGE": str(config.min_coverage)}, memory_mb=2048),
-            "shadow_prepare": self._function("shadow_prepare", "sav-router pipeline: recent production traffic for observer mode",
-                                             {"TRAFFIC_DAYS": str(config.traffic_days), "MAX_SHADOW_REQUESTS": str(config.max_shadow_requests)},
+            "prepare_dataset": self._function(DatasetSettings(artifacts_bucket=bucket.bucket_name, team_labels=dict(config.team_labels), run_prefix=config.prefix),
+                                              "sav-router pipeline: curate the dataset from all annotations"),
+            "evaluate": self._function(EvaluateSettings(artifacts_bucket=bucket.bucket_name, target_precision=config.target_precision, min_coverage=config.min_coverage),
+                                       "sav-router pipeline: evaluate the check transform output, quality gate", memory_mb=2048),
+            "shadow_prepare": self._function(ShadowPrepareSettings(artifacts_bucket=bucket.bucket_name, traffic_days=config.traffic_days,
+                                                                   max_shadow_requests=config.max_shadow_requests),
+                                             "sav-router pipeline: recent production traffic for observer mode",
                                              role_name=traffic_reader_role_name(config, Stack.of(self).region)),  # the one reader of traffic/ (bucket policy)
-            "shadow_compare": self._function("shadow_compare", "sav-router pipeline: candidate vs production decisions on logged traffic",
-                                             {"APPROVAL_MODE": config.approval_mode}),
+            "shadow_compare": self._function(ShadowCompareSettings(artifacts_bucket=bucket.bucket_name, approval_mode=config.approval_mode),
+                                             "sav-router pipeline: candidate vs production decisions on logged traffic"),
         }
         grants = {
             "prepare_dataset": ([layout.ANNOTATIONS], [layout.DATASETS]),

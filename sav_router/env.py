@@ -16,7 +16,6 @@ BASE_MODEL = "SAV_ROUTER_BASE_MODEL"  # HF model folder or id used when --base-m
 NUM_THREADS = "SAV_ROUTER_NUM_THREADS"  # torch intra-op threads (default: usable cores)
 DEVICE = "SAV_ROUTER_DEVICE"  # torch device for training: cpu | cuda | cuda:N (default: cuda when available)
 WORKSPACE = "SAV_ROUTER_WORKSPACE"  # local workspace folder (registry, traffic, annotations)
-LOG_LEVEL = "SAV_ROUTER_LOG_LEVEL"
 
 # The HTTP server (a SageMaker container is configured only through its environment)
 BACKEND = "SAV_ROUTER_BACKEND"  # torch | onnx | onnx-int8 (default: the bundle's recorded choice)
@@ -31,9 +30,42 @@ SM_MODEL_DIR = "SM_MODEL_DIR"
 SM_OUTPUT_DATA_DIR = "SM_OUTPUT_DATA_DIR"
 SM_CHANNEL_PREFIX = "SM_CHANNEL_"
 SM_HPS = "SM_HPS"
-SM_NUM_CPUS = "SM_NUM_CPUS"
 SAGEMAKER_BIND_TO_PORT = "SAGEMAKER_BIND_TO_PORT"
 SAGEMAKER_PROGRAM_ROOT = "SAV_ROUTER_OPT_ML"  # root of the /opt/ml layout (tests point it at a temp dir)
+
+# The Lambda functions (written by infra/ through sav_router.aws.settings, read back by lambdas/)
+ENDPOINT_NAME = "ENDPOINT_NAME"
+ARTIFACTS_BUCKET = "ARTIFACTS_BUCKET"
+TEAM_QUEUES = "TEAM_QUEUES"  # JSON {team: queue URL}
+REVIEW_QUEUE_URL = "REVIEW_QUEUE_URL"
+INTAKE_DLQ_URL = "INTAKE_DLQ_URL"
+IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
+IDEMPOTENCY_TTL_SECONDS = "IDEMPOTENCY_TTL_SECONDS"
+OVERRIDES_PARAMETER = "OVERRIDES_PARAMETER"  # SSM parameter name of the operator overrides
+OVERRIDES_TTL_SECONDS = "OVERRIDES_TTL_SECONDS"
+AUDIT_SHARE = "AUDIT_SHARE"
+LEDGER_TABLE = "LEDGER_TABLE"
+STATE_MACHINE_ARN = "STATE_MACHINE_ARN"
+MIN_NEW_ROWS = "MIN_NEW_ROWS"
+RUN_PREFIX = "RUN_PREFIX"
+TEAM_LABELS = "TEAM_LABELS"  # JSON {team: [label, ...]}
+TARGET_PRECISION = "TARGET_PRECISION"
+MIN_COVERAGE = "MIN_COVERAGE"
+TRAFFIC_DAYS = "TRAFFIC_DAYS"
+MAX_SHADOW_REQUESTS = "MAX_SHADOW_REQUESTS"
+APPROVAL_MODE = "APPROVAL_MODE"
+SAGEMAKER_ROLE_ARN = "SAGEMAKER_ROLE_ARN"
+KMS_KEY_ARN = "KMS_KEY_ARN"
+INSTANCE_TYPE = "INSTANCE_TYPE"
+INSTANCE_COUNT = "INSTANCE_COUNT"
+ROLLBACK_ALARMS = "ROLLBACK_ALARMS"  # JSON [alarm name, ...]
+SUBNET_IDS = "SUBNET_IDS"  # JSON [subnet id, ...]
+SECURITY_GROUP_IDS = "SECURITY_GROUP_IDS"  # JSON [security group id, ...]
+BAKING_SECONDS = "BAKING_SECONDS"
+# Powertools (set by infra/lambda_function.py on every function)
+POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+POWERTOOLS_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
 
 
 def resolve(explicit: T | None, env_name: str, default: T, convert: Callable[[str], T] | None = None) -> T:

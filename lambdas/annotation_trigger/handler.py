@@ -6,23 +6,24 @@ enough new rows are pending and no run is in flight (`sav_router.aws.annotation_
 
 from __future__ import annotations
 
-import os
 
 import boto3
 from aws_lambda_powertools import Logger
 
 from sav_router.aws.annotation_gate import AnnotationLedger, TrainingGate, drops_from_event
+from sav_router.aws.settings import GateSettings
 
 logger = Logger()
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
+    settings = GateSettings.from_environ()
     gate = TrainingGate(
-        ledger=AnnotationLedger(boto3.client("dynamodb"), os.environ["LEDGER_TABLE"]),
+        ledger=AnnotationLedger(boto3.client("dynamodb"), settings.ledger_table),
         sfn=boto3.client("stepfunctions"),
-        state_machine_arn=os.environ["STATE_MACHINE_ARN"],
-        min_rows=int(os.environ["MIN_NEW_ROWS"]),
+        state_machine_arn=settings.state_machine_arn,
+        min_rows=settings.min_new_rows,
     )
     drops = drops_from_event(event)
     new = gate.record(boto3.client("s3"), drops)

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import os
 
 import boto3
 from aws_lambda_powertools import Logger
 
 from sav_router.aws.evaluation_step import evaluate_check
+from sav_router.aws.settings import EvaluateSettings
 
 logger = Logger()
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
+    settings = EvaluateSettings.from_environ()
     result = evaluate_check(
         boto3.client("s3"),
-        os.environ["ARTIFACTS_BUCKET"],
+        settings.artifacts_bucket,
         run_id=event["run_id"],
         model_artifacts_uri=event["model_artifacts_uri"],
-        target_precision=float(os.environ["TARGET_PRECISION"]),
-        min_coverage=float(os.environ["MIN_COVERAGE"]),
+        target_precision=settings.target_precision,
+        min_coverage=settings.min_coverage,
     )
     logger.info("evaluation", extra={"model_version": result["model_version"], "gate": result["gate"]["summary"], **result["metrics"]})
     return result

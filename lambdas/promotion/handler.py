@@ -5,29 +5,29 @@ An exception (the endpoint is busy, thresholds not yet published) fails the mess
 
 from __future__ import annotations
 
-import json
-import os
 
 import boto3
 from aws_lambda_powertools import Logger
 
 from sav_router.aws.promotion import EndpointSettings, Promoter, approval_events
+from sav_router.aws.settings import PromotionSettings
 
 logger = Logger()
 
 
 def settings_from_env() -> EndpointSettings:
+    settings = PromotionSettings.from_environ()
     return EndpointSettings(
-        endpoint_name=os.environ["ENDPOINT_NAME"],
-        execution_role_arn=os.environ["SAGEMAKER_ROLE_ARN"],
-        kms_key_arn=os.environ["KMS_KEY_ARN"],
-        instance_type=os.environ["INSTANCE_TYPE"],
-        instance_count=int(os.environ["INSTANCE_COUNT"]),
-        rollback_alarms=tuple(json.loads(os.environ["ROLLBACK_ALARMS"])),
-        bucket=os.environ["ARTIFACTS_BUCKET"],
-        subnets=tuple(json.loads(os.environ.get("SUBNET_IDS", "[]"))),
-        security_groups=tuple(json.loads(os.environ.get("SECURITY_GROUP_IDS", "[]"))),
-        baking_seconds=int(os.environ.get("BAKING_SECONDS", "600")),
+        endpoint_name=settings.endpoint_name,
+        execution_role_arn=settings.sagemaker_role_arn,
+        kms_key_arn=settings.kms_key_arn,
+        instance_type=settings.instance_type,
+        instance_count=settings.instance_count,
+        rollback_alarms=tuple(settings.rollback_alarms),
+        bucket=settings.artifacts_bucket,
+        subnets=tuple(settings.subnet_ids),
+        security_groups=tuple(settings.security_group_ids),
+        baking_seconds=settings.baking_seconds,
     )
 
 

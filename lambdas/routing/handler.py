@@ -8,9 +8,6 @@ Logs carry ids, labels, teams and reasons, never request text.
 
 from __future__ import annotations
 
-import json
-import os
-
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,6 +15,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 from botocore.config import Config
 
+from sav_router.aws import metrics as metric_names
+from sav_router.aws.settings import RoutingSettings
+from sav_router.core.policy import ROUTE
 from sav_router.aws.routing import (
     Dispatcher,
     EndpointScorer,
@@ -40,26 +40,27 @@ s3 = boto3.client("s3")
 sqs = boto3.client("sqs")
 ssm = boto3.client("ssm")
 
-scorer = EndpointScorer(runtime, os.environ["ENDPOINT_NAME"])
+settings = RoutingSettings.from_environ()
+scorer = EndpointScorer(runtime, settings.endpoint_name)
 policies = PolicyStore(
     s3=s3,
-    bucket=os.environ["ARTIFACTS_BUCKET"],
+    bucket=settings.artifacts_bucket,
     ssm=ssm,
-    overrides_parameter=os.environ.get("OVERRIDES_PARAMETER") or None,
-    ttl_seconds=float(os.environ.get("OVERRIDES_TTL_SECONDS", "60")),
+    overrides_parameter=settings.overrides_parameter,
+    ttl_seconds=settings.overrides_ttl_seconds,
 )
-team_queues: dict[str, str] = json.loads(os.environ["TEAM_QUEUES"])
+team_queues: dict[str, str] = settings.team_queues
 dispatcher = Dispatcher(
     sqs,
     team_queues=team_queues,
-    review_queue_url=os.environ["REVIEW_QUEUE_URL"],
-    dead_letter_url=os.environ["INTAKE_DLQ_URL"],
-    audit_share=float(os.environ.get("AUDIT_SHARE", "0")),
+    review_queue_url=settings.review_queue_url,
+    dead_letter_url=settings.intake_dlq_url,
+    audit_share=settings.audit_share,
 )
-traffic = TrafficLog(s3, os.environ["ARTIFACTS_BUCKET"])
+traffic = TrafficLog(s3, settings.artifacts_bucket)
 processor = BatchProcessor(event_type=EventType.SQS)
-idempotency = IdempotencyConfig(event_key_jmespath="messageId", expires_after_seconds=int(os.environ.get("IDEMPOTENCY_TTL_SECONDS", "86400")))
-persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"])
+idempotency = IdempotencyConfig(event_key_jmespath="messageId", expires_after_seconds=settings.idempotency_ttl_seconds)
+persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 
 
 class _Batch:
@@ -77,14 +78,14 @@ def handle_message(*, message: dict) -> dict:
     except MalformedMessage as exc:
         dispatcher.dead_letter(message_id, message["body"], str(exc))
         logger.warning("malformed message sent to the dead-letter queue", extra={"message_id": message_id, "reason": str(exc)})
-        metrics.add_metric(name="Malformed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=metric_names.MALFORMED, unit=MetricUnit.Count, value=1)
         return {"message_id": message_id, "outcome": "dead_letter", "reason": str(exc)}
     record = decide_request(request, _Batch.predictions.get(message_id), policies, teams_with_queue=frozenset(team_queues))
     where = dispatcher.send(request, record)
     _Batch.routed.append((request, record))
-    metrics.add_metric(name="Routed" if record["decision"] == "route" else "Escalated", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=metric_names.ROUTED if record["decision"] == ROUTE else metric_names.ESCALATED, unit=MetricUnit.Count, value=1)
     for reason in record["reasons"]:
-        metrics.add_metric(name=f"Escalation_{reason}", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=metric_names.escalation_metric(reason), unit=MetricUnit.Count, value=1)
     logger.info(
         "request dispatched",
         extra={"request_id": request.id, "message_id": message_id, "to": where, "label": record["label"], "reasons": record["reasons"], "confidence": record["confidence"]},
@@ -109,7 +110,7 @@ def _score(event: dict) -> dict:
         return scorer.score(requests)
     except ModelUnavailable as exc:
         logger.error("endpoint unavailable: escalating the batch", extra={"reason": str(exc), "batch_size": len(requests)})
-        metrics.add_metric(name="ModelUnavailable", unit=MetricUnit.Count, value=len(requests))
+        metrics.add_metric(name=metric_names.MODEL_UNAVAILABLE, unit=MetricUnit.Count, value=len(requests))
         return {}
 
 

@@ -38,3 +38,40 @@ def test_endpoint_alarms_notify_and_dashboard_exists(synthesized):
     body = render(dashboard["Properties"]["DashboardBody"])
     assert dashboard["Properties"]["DashboardName"] == "sav-router-operations"
     assert "Escalation reasons" in body and "Training pipeline" in body and "Endpoint 5xx" in body
+
+
+def test_each_function_environment_is_exactly_its_settings_contract(synthesized):
+    """The construct writes what the handler's settings object reads: same names, nothing extra."""
+    from dataclasses import MISSING, fields
+
+    from sav_router.aws.settings import SETTINGS
+
+    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+    seen = set()
+    for raw in synthesized.raw.values():
+        for resource in raw["Resources"].values():
+            if resource["Type"] != "AWS::Lambda::Function" or "Environment" not in resource["Properties"]:
+                continue
+            variables = resource["Properties"]["Environment"]["Variables"]
+            service = variables.get("POWERTOOLS_SERVICE_NAME")
+            if service not in SETTINGS:
+                continue
+            seen.add(service)
+            spec = SETTINGS[service]
+            required = {f.metadata["env"] for f in fields(spec) if f.default is MISSING and f.default_factory is MISSING}
+            allowed = {f.metadata["env"] for f in fields(spec)}
+            names = set(variables) - powertools
+            assert required <= names <= allowed, (service, sorted(names ^ allowed))
+    assert seen == set(SETTINGS)
+
+
+def test_the_dashboard_charts_every_escalation_reason(synthesized):
+    import json
+
+    from sav_router.aws.metrics import ESCALATION_METRICS
+    from sav_router.core.policy import REASONS
+
+    body = json.dumps(synthesized.raw["operations"])
+    assert len(ESCALATION_METRICS) == len(REASONS)
+    for name in ESCALATION_METRICS:
+        assert name in body, name

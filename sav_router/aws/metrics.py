@@ -1,0 +1,26 @@
+"""CloudWatch metric names shared by the Lambdas that emit them and the alarms that watch them.
+
+Pure Python: `infra/` imports it at synth time, the routing Lambda at run time.
+"""
+
+from __future__ import annotations
+
+from sav_router.core.policy import REASONS
+
+NAMESPACE = "SavRouter"  # POWERTOOLS_METRICS_NAMESPACE of every function
+SERVICE_DIMENSION = "service"  # Powertools adds it, valued with POWERTOOLS_SERVICE_NAME (the function's folder name)
+
+ROUTED = "Routed"
+ESCALATED = "Escalated"
+MALFORMED = "Malformed"
+MODEL_UNAVAILABLE = "ModelUnavailable"
+
+
+def escalation_metric(reason: str) -> str:
+    """The per-reason escalation count (one per `core.policy.REASONS`)."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown escalation reason {reason!r}")
+    return f"Escalation_{reason}"
+
+
+ESCALATION_METRICS = tuple(escalation_metric(reason) for reason in REASONS)

@@ -1,0 +1,139 @@
+"""One settings object per Lambda function: the typed contract between `infra/` and `lambdas/`.
+
+The CDK construct builds the object and writes it with `to_environment()`; the handler reads it
+back with `from_environ()`. The variable names are `sav_router.env` constants, so neither side
+spells one as a literal. Pure Python (the routing Lambda imports it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+from sav_router import env
+
+S = TypeVar("S", bound="FunctionSettings")
+_JSON = "json"
+
+
+def _var(name: str, default: Any = MISSING, *, codec: type | str = str) -> Any:
+    metadata = {"env": name, "codec": codec}
+    if default is MISSING:
+        return field(metadata=metadata)
+    if isinstance(default, (dict, list, tuple)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+class SettingsError(ValueError):
+    """A missing or malformed environment variable: the function cannot start."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionSettings:
+    """Base: (de)serialization through each field's `env` name and codec (str, int, float, json)."""
+
+    function: ClassVar[str] = ""
+
+    def to_environment(self, *, dumps: Callable[[Any], str] = json.dumps) -> dict[str, str]:
+        """The Lambda environment; `dumps` lets CDK encode tokens inside JSON (Stack.to_json_string)."""
+        out: dict[str, str] = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if value is None:
+                continue
+            out[spec.metadata["env"]] = dumps(value) if spec.metadata["codec"] == _JSON else str(value)
+        return out
+
+    @classmethod
+    def from_environ(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            name, codec = spec.metadata["env"], spec.metadata["codec"]
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                if spec.default is MISSING and spec.default_factory is MISSING:
+                    raise SettingsError(f"{cls.function or cls.__name__}: environment variable {name} is required")
+                continue
+            try:
+                values[spec.name] = json.loads(raw) if codec == _JSON else codec(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{cls.function or cls.__name__}: environment variable {name}={raw!r} is invalid: {exc}") from exc
+        return cls(**values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoutingSettings(FunctionSettings):
+    function: ClassVar[str] = "routing"
+    endpoint_name: str = _var(env.ENDPOINT_NAME)
+    artifacts_bucket: str = _var(env.ARTIFACTS_BUCKET)
+    team_queues: dict[str, str] = _var(env.TEAM_QUEUES, codec=_JSON)
+    review_queue_url: str = _var(env.REVIEW_QUEUE_URL)
+    intake_dlq_url: str = _var(env.INTAKE_DLQ_URL)
+    idempotency_table: str = _var(env.IDEMPOTENCY_TABLE)
+    overrides_parameter: str | None = _var(env.OVERRIDES_PARAMETER, None)
+    overrides_ttl_seconds: float = _var(env.OVERRIDES_TTL_SECONDS, 60.0, codec=float)
+    audit_share: float = _var(env.AUDIT_SHARE, 0.0, codec=float)
+    idempotency_ttl_seconds: int = _var(env.IDEMPOTENCY_TTL_SECONDS, 86400, codec=int)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateSettings(FunctionSettings):
+    function: ClassVar[str] = "annotation_trigger"
+    ledger_table: str = _var(env.LEDGER_TABLE)
+    state_machine_arn: str = _var(env.STATE_MACHINE_ARN)
+    min_new_rows: int = _var(env.MIN_NEW_ROWS, codec=int)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSettings(FunctionSettings):
+    function: ClassVar[str] = "prepare_dataset"
+    artifacts_bucket: str = _var(env.ARTIFACTS_BUCKET)
+    run_prefix: str = _var(env.RUN_PREFIX)
+    team_labels: dict[str, list[str]] = _var(env.TEAM_LABELS, {}, codec=_JSON)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateSettings(FunctionSettings):
+    function: ClassVar[str] = "evaluate"
+    artifacts_bucket: str = _var(env.ARTIFACTS_BUCKET)
+    target_precision: float = _var(env.TARGET_PRECISION, codec=float)
+    min_coverage: float = _var(env.MIN_COVERAGE, codec=float)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShadowPrepareSettings(FunctionSettings):
+    function: ClassVar[str] = "shadow_prepare"
+    artifacts_bucket: str = _var(env.ARTIFACTS_BUCKET)
+    traffic_days: int = _var(env.TRAFFIC_DAYS, codec=int)
+    max_shadow_requests: int = _var(env.MAX_SHADOW_REQUESTS, codec=int)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShadowCompareSettings(FunctionSettings):
+    function: ClassVar[str] = "shadow_compare"
+    artifacts_bucket: str = _var(env.ARTIFACTS_BUCKET)
+    approval_mode: str = _var(env.APPROVAL_MODE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromotionSettings(FunctionSettings):
+    function: ClassVar[str] = "promotion"
+    endpoint_name: str = _var(env.ENDPOINT_NAME)
+    sagemaker_role_arn: str = _var(env.SAGEMAKER_ROLE_ARN)
+    kms_key_arn: str = _var(env.KMS_KEY_ARN)
+    instance_type: str = _var(env.INSTANCE_TYPE)
+    instance_count: int = _var(env.INSTANCE_COUNT, codec=int)
+    rollback_alarms: list[str] = _var(env.ROLLBACK_ALARMS, codec=_JSON)
+    artifacts_bucket: str = _var(env.ARTIFACTS_BUCKET)
+    subnet_ids: list[str] = _var(env.SUBNET_IDS, [], codec=_JSON)
+    security_group_ids: list[str] = _var(env.SECURITY_GROUP_IDS, [], codec=_JSON)
+    baking_seconds: int = _var(env.BAKING_SECONDS, 600, codec=int)
+
+
+SETTINGS = {cls.function: cls for cls in (RoutingSettings, GateSettings, DatasetSettings, EvaluateSettings,
+                                          ShadowPrepareSettings, ShadowCompareSettings, PromotionSettings)}
