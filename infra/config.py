@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from sav_router.training.config import JOB_KEYS, TrainConfig  # pure Python: the one source of training settings
+
 CONTEXT_KEY = "sav-router"
 IMAGE_URI_ENV = "SAV_ROUTER_IMAGE_URI"  # overrides imageUri (CI builds and pushes the image first)
 APPROVAL_MODES = ("manual", "auto")
@@ -31,6 +33,13 @@ class TrainingConfig:
     volume_gb: int = 30
     max_runtime_seconds: int = 4 * 3600
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The job reads them through TrainConfig: check them against it now, not in a failed training job.
+        try:
+            TrainConfig.from_mapping(self.hyperparameters, allowed_extra=JOB_KEYS, what="training.hyperparameters")
+        except ValueError as exc:
+            raise ConfigError(str(exc).replace("training setting ", "training.hyperparameters.")) from exc
 
 
 @dataclass(frozen=True)

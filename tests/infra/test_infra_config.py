@@ -122,3 +122,17 @@ def test_the_runtime_sdk_is_removed_from_a_bundle(tmp_path):
     (tmp_path / "six.py").write_text("")
     remove_runtime_provided(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["aws_xray_sdk", "jmespath"]
+
+
+@pytest.mark.parametrize(("hyperparameters", "message"), [
+    ({"epochz": 4}, "unknown training.hyperparameters: \\['epochz'\\]"),
+    ({"epochs": "four"}, "training.hyperparameters.'epochs' must be int"),
+    ({"target_precision": 1.5}, "target_precision must be strictly between 0 and 1"),
+])
+def test_training_hyperparameters_are_checked_against_train_config_at_synth(hyperparameters, message):
+    from infra.config import ConfigError, from_context
+
+    context = synth_context()["sav-router"]
+    context["training"] = {**context["training"], "hyperparameters": hyperparameters}
+    with pytest.raises(ConfigError, match=message):
+        from_context(context)
