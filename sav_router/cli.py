@@ -236,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_parser(sub)
     add_review_parser(sub)
     add_audit_parser(sub)
+
+    from sav_router.console.commands import add_console_commands  # console, console users add
+
+    add_console_commands(sub)
     return parser
 
 

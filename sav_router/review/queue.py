@@ -89,7 +89,9 @@ class LocalReviewQueue:
         queue_file: str = QUEUE_FILE,
         progress_file: str = PROGRESS_FILE,
         clock: Callable[[], float] = time.time,
+        revisit_skipped: bool = False,
     ) -> None:
+        self.revisit_skipped = revisit_skipped  # the console: once nothing else is left, skipped items come back
         self.workspace = workspace  # not created here: files appear with the first answer
         self.queue_path = workspace.path("review", queue_file)
         self.progress_path = workspace.path("review", progress_file)
@@ -174,6 +176,8 @@ class LocalReviewQueue:
         taken = {key for key, lease in leases.items() if lease.get("holder") != self.holder}
         pending = [item for item in self._items if item.id not in self._answered and item.id not in self._seen and item.id not in taken]
         fresh = [item for item in pending if item.id not in self._skipped_before]
+        if not pending and self.revisit_skipped:
+            pending = [item for item in self._items if item.id not in self._answered and item.id not in taken]
         return (fresh or pending or [None])[0]
 
     def next_item(self) -> ReviewItem | None:
@@ -331,7 +335,7 @@ class SqsReviewQueue:
                     return None
                 message = messages[0]
                 try:
-                    item = parse_item(json.loads(message["Body"]), handle=message["ReceiptHandle"])
+                    item = parse_item(json.loads(message["Body"]), handle=message["ReceiptHandle"], raw=message["Body"])
                 except (json.JSONDecodeError, ItemError) as exc:
                     # Left hidden, not deleted: the queue's redrive policy moves it to the DLQ.
                     log.warning("review message %s not reviewable: %s", message.get("MessageId"), getattr(exc, "msg", exc))
