@@ -53,7 +53,7 @@ class _Frame:
 
 def _svg(width: int, height: int, title: str, parts: Sequence[str]) -> str:
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="chart" role="img" aria-label="{escape(title)}">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" class="chart" role="img" aria-label="{escape(title)}">'
         f"<title>{escape(title)}</title>" + "".join(parts) + "</svg>"
     )
 
@@ -63,8 +63,9 @@ def _ticks(low: float, high: float, count: int = 5, percent: bool = False) -> li
     return [(low + i * step, f"{(low + i * step) * 100:.0f}%" if percent else _fmt(low + i * step)) for i in range(count + 1)]
 
 
-def _legend(frame: _Frame, entries: Sequence[tuple[str, str, bool]]) -> list[str]:
-    parts, y = [], frame.top + 8
+def _legend(frame: _Frame, entries: Sequence[tuple[str, str, bool]], *, bottom: bool = False) -> list[str]:
+    parts = []
+    y = frame.height - frame.bottom - 10 - 16 * (len(entries) - 1) if bottom else frame.top + 8
     x = frame.left + 10
     for text, color, dashed in entries:
         dash = ' stroke-dasharray="5 4"' if dashed else ""
@@ -149,7 +150,6 @@ def confusion(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> str:
         parts.append(f'<text x="{left - 6}" y="{top + i * cell + cell / 2 + 4:.1f}" text-anchor="end" font-size="{font}" fill="{INK}">{escape(label)}</text>')
         x = left + i * cell + cell / 2
         parts.append(f'<text x="{x:.1f}" y="{top - 6}" font-size="{font}" fill="{INK}" transform="rotate(-55 {x:.1f} {top - 6})">{escape(label)}</text>')
-    parts.append(f'<text x="4" y="14" font-size="12" fill="{MUTED}">rows: gold label, columns: predicted (top-1), shade: share of the row</text>')
     return _svg(width, height, "Confusion matrix", parts)
 
 
@@ -166,8 +166,8 @@ def interval_over_time(points: Sequence[dict], *, target: float | None) -> str:
         upper = [(i, p["high"]) for i, p in enumerate(points)]
         lower = [(i, p["low"]) for i, p in reversed(list(enumerate(points)))]
         if n == 1:
-            upper = [(-0.3, points[0]["high"]), (0.3, points[0]["high"])]
-            lower = [(0.3, points[0]["low"]), (-0.3, points[0]["low"])]
+            upper = [(-0.06, points[0]["high"]), (0.06, points[0]["high"])]
+            lower = [(0.06, points[0]["low"]), (-0.06, points[0]["low"])]
         coords = " ".join(f"{frame.x(x):.1f},{frame.y(y):.1f}" for x, y in upper + lower)
         parts.append(f'<polygon points="{coords}" fill="{PALETTE[0]}" fill-opacity="0.18" stroke="none"/>')
         parts.append(_polyline(frame, [(i, p["precision"]) for i, p in enumerate(points)], PALETTE[0]))
@@ -180,7 +180,7 @@ def interval_over_time(points: Sequence[dict], *, target: float | None) -> str:
     if target:
         parts.append(_polyline(frame, [(-0.5, target), (max(n - 0.5, 0.5), target)], PALETTE[4], dashed=True, width=1.5))
         legend.append((f"target {target:.0%}", PALETTE[4], True))
-    parts += _legend(frame, legend)
+    parts += _legend(frame, legend, bottom=True)
     return _svg(frame.width, frame.height, "Live routed precision from audit samples", parts)
 
 
