@@ -1,0 +1,70 @@
+"""The console's parts without a browser: users file, sessions, the CLI, SVG charts."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sav_router.console import charts
+from sav_router.console.security import decode_session, encode_session, load_secret, new_session
+from sav_router.console.users import UsersError, UsersFile, hash_password, verify_password
+from tests.conftest import REPO
+
+
+def test_passwords_are_salted_slow_hashes_and_verify(tmp_path):
+    a, b = hash_password("correct horse"), hash_password("correct horse")
+    assert a != b and a.startswith("scrypt$32768$8$1$")  # a fresh salt each time, scrypt at N=2^15
+    assert verify_password("correct horse", a) and not verify_password("wrong horse", a)
+    assert not verify_password("x", "md5$whatever")
+
+
+def test_the_users_file_is_private_and_refuses_bad_input(tmp_path):
+    users = UsersFile(tmp_path / "console" / "users.json")
+    users.add("ana", "reviewer", "long enough")
+    assert stat.S_IMODE((tmp_path / "console" / "users.json").stat().st_mode) == 0o600
+    assert "long enough" not in (tmp_path / "console" / "users.json").read_text()
+    assert users.authenticate("ana", "long enough").role == "reviewer"
+    assert users.authenticate("ana", "wrong one!") is None and users.authenticate("nobody", "long enough") is None
+    for name, role, password in (("ana", "root", "long enough"), ("../x", "admin", "long enough"), ("bob", "admin", "short")):
+        with pytest.raises(UsersError):
+            users.add(name, role, password)
+
+
+def test_sessions_are_signed_and_expire(tmp_path):
+    key = load_secret(tmp_path)
+    assert load_secret(tmp_path) == key and stat.S_IMODE((tmp_path / "secret.key").stat().st_mode) == 0o600
+    cookie = encode_session(key, new_session("ana", "fp"))
+    assert decode_session(key, cookie)["user"] == "ana"
+    payload, signature = cookie.split(".")
+    forged = encode_session(b"x" * 32, new_session("root", "fp"))
+    assert decode_session(key, forged) is None
+    assert decode_session(key, payload[:-2] + "AA." + signature) is None
+    assert decode_session(key, cookie, now=time.time() + 13 * 3600) is None
+
+
+def test_users_add_reads_the_password_from_stdin_and_the_console_refuses_to_start_without_users(tmp_path):
+    def run(*args, stdin=""):
+        return subprocess.run([sys.executable, "-m", "sav_router.cli", *args], input=stdin, capture_output=True, text=True, cwd=REPO, timeout=60)
+
+    done = run("console", "users", "add", "ana", "--role", "admin", "--workspace", str(tmp_path / "ws"), stdin="a password\n")
+    assert done.returncode == 0 and "ana (admin)" in done.stdout
+    assert UsersFile(tmp_path / "ws" / "console" / "users.json").authenticate("ana", "a password").is_admin
+    other = tmp_path / "elsewhere.json"
+    assert run("console", "users", "add", "bob", "--role", "reviewer", "--users", str(other), stdin="b password\n").returncode == 0
+    assert json.loads(other.read_text())["users"]["bob"]["role"] == "reviewer"
+    (tmp_path / "empty").mkdir()
+    refused = run("console", "--workspace", str(tmp_path / "empty"))
+    assert refused.returncode == 2 and "console users add" in refused.stderr
+    refused = run("console", "--queue", "https://sqs.eu-west-1.amazonaws.com/1/q", "--workspace", str(tmp_path / "ws"))
+    assert refused.returncode == 2 and "--bucket is required" in refused.stderr
+
+
+def test_charts_escape_every_label():
+    svg = charts.confusion(["<b>x</b>", "y&z"], [[3, 1], [0, 2]])
+    assert "<b>" not in svg and "&lt;b&gt;x&lt;/b&gt;" in svg and "y&amp;z" in svg
+    assert svg.startswith("<svg") and "style=" not in svg  # presentation attributes only: CSP style-src 'self' holds
