@@ -96,7 +96,11 @@ class ConsoleServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
-            self.process.wait(timeout=20)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # a connection still open: do not hang the suite
+                self.process.kill()
+                self.process.wait(timeout=10)
             self.log.close()
 
     def restart(self) -> None:

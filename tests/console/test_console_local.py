@@ -51,6 +51,12 @@ def test_nothing_is_served_without_logging_in(server, browser):
     assert "/login" in page.url
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    # AND a wrong password gets nothing but the login page again
+    page.fill("input[name=username]", "ana")
+    page.fill("input[name=password]", "not her password")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert "wrong password" in page.locator(".error").inner_text() and not any(c["name"] == "sav_console" for c in page.context.cookies())
     page.close()
 
 
@@ -66,6 +72,9 @@ def test_a_reviewer_answers_three_escalations_with_the_keyboard_and_a_reload_kee
     assert ana.locator(".choice .label").all_inner_texts()[:3] == ["delivery", "refund", "warranty"]
     assert "not confident enough" in ana.locator(".why").inner_text()
     shot(ana, screenshots, "queue")
+    ana.keyboard.press("?")  # the keys, on screen
+    assert ana.locator("#help").get_attribute("open") is not None and ana.locator("#help li").count() == 4
+    ana.keyboard.press("?")
     cookie = next(c for c in ana.context.cookies() if c["name"] == "sav_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     # WHEN the reviewer presses 1: the top suggestion
@@ -145,6 +154,19 @@ def test_two_reviewers_at_once_get_different_requests(ana, browser, server, loca
         assert current_id(bob) == theirs
     finally:
         context.close()
+
+
+def test_readable_on_a_tablet(browser, server, screenshots):
+    context = browser.new_context(viewport={"width": 768, "height": 1024}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(server.url + "/login")
+    page.fill("input[name=username]", "bob")
+    page.fill("input[name=password]", "bob-password-2")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 768  # nothing wider than the screen
+    shot(page, screenshots, "queue-tablet")
+    context.close()
 
 
 def test_a_server_restart_loses_nothing(ana, server, local_workspace):

@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
 
 import pytest
 
@@ -68,3 +69,51 @@ def test_charts_escape_every_label():
     svg = charts.confusion(["<b>x</b>", "y&z"], [[3, 1], [0, 2]])
     assert "<b>" not in svg and "&lt;b&gt;x&lt;/b&gt;" in svg and "y&amp;z" in svg
     assert svg.startswith("<svg") and "style=" not in svg  # presentation attributes only: CSP style-src 'self' holds
+
+
+def test_over_tls_the_session_cookie_is_secure(tmp_path):
+    import ssl
+    import urllib.parse
+    import urllib.request
+
+    from tests.console.conftest import PASSWORDS, ConsoleServer, server_env
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    (tmp_path / "ws").mkdir()  # an empty workspace is enough to log in
+    UsersFile(tmp_path / "ws" / "console" / "users.json").add("ana", "reviewer", PASSWORDS["ana"])
+    server = ConsoleServer(["--workspace", str(tmp_path / "ws"), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)], env=server_env(), log_path=tmp_path / "tls.log")
+    server.url = server.url.replace("http://", "https://")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # a throwaway self-signed certificate
+    real_urlopen = urllib.request.urlopen
+    urllib.request.urlopen = lambda url, timeout=None: real_urlopen(url, timeout=timeout, context=context)  # the readiness probe
+    try:
+        server.start()
+    finally:
+        urllib.request.urlopen = real_urlopen
+    try:
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        page = opener.open(server.url + "/login")
+        login_cookie = page.headers["set-cookie"]
+        assert "Secure" in login_cookie and "HttpOnly" in login_cookie and "SameSite=strict" in login_cookie
+        token = login_cookie.split("=", 1)[1].split(";", 1)[0]
+        body = urllib.parse.urlencode({"login_token": token, "username": "ana", "password": PASSWORDS["ana"], "next": "/models"}).encode()
+        request = urllib.request.Request(server.url + "/login", data=body, headers={"Cookie": f"sav_console_login={token}", "Content-Type": "application/x-www-form-urlencoded"})
+
+        class Keep(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), Keep).open(request)
+        cookies = caught.value.headers.get_all("set-cookie")
+        session = next(c for c in cookies if c.startswith("sav_console="))
+        assert caught.value.code == 303 and "Secure" in session and "HttpOnly" in session and "SameSite=strict" in session
+        # AND on an empty workspace (no model, no traffic, no queue) every page still answers
+        cookie = session.split(";", 1)[0]
+        for path in ("/queue/escalations", "/queue/batch", "/dashboard", "/models"):
+            answer = opener.open(urllib.request.Request(server.url + path, headers={"Cookie": cookie}))
+            assert answer.status == 200 and "sav-router console" in answer.read().decode()
+    finally:
+        server.stop()
