@@ -5,6 +5,7 @@ Every function returns an SVG string; every piece of text in it is escaped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from html import escape
 
@@ -127,11 +128,11 @@ def _blue(share: float) -> str:
 
 def confusion(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> str:
     n = len(labels)
-    cell = 26 if n <= 20 else max(8, 520 // max(n, 1))
+    cell = 36 if n <= 8 else 26 if n <= 20 else max(8, 520 // max(n, 1))
     label_width = min(190, 7 * max((len(label) for label in labels), default=4) + 10)
-    left, top = label_width, label_width
+    left, top = label_width, int(label_width * 0.85)
     size = n * cell
-    width, height = left + size + 12, top + size + 12
+    width, height = left + size + int(label_width * 0.6) + 12, top + size + 12
     parts = []
     for i, row in enumerate(matrix):
         total = sum(row) or 1
@@ -188,10 +189,11 @@ def escalation_bars(buckets: Sequence[dict], reasons: Sequence[str]) -> str:
     """Escalations per period, stacked by reason, with the escalation rate as a line (right axis)."""
     n = len(buckets)
     peak = max([sum(b["reasons"].values()) for b in buckets] + [1])
-    frame = _Frame(560, 300, (-0.5, max(n - 0.5, 0.5)), (0, peak * 1.15), right=48)
+    unit = max(1, math.ceil(peak * 1.15 / 4))  # whole requests on the axis
+    frame = _Frame(560, 300, (-0.5, max(n - 0.5, 0.5)), (0, unit * 4), right=48)
     step = max(1, n // 8)
-    x_ticks = [(i, b["bucket"][5:] if len(b["bucket"]) > 10 else b["bucket"][5:]) for i, b in enumerate(buckets) if i % step == 0]
-    parts = frame.axes("period", "escalations (by reason)", x_ticks, [(v, _fmt(v)) for v, _ in _ticks(0, peak * 1.15, 4)])
+    x_ticks = [(i, b["bucket"][5:]) for i, b in enumerate(buckets) if i % step == 0]
+    parts = frame.axes("period", "escalations (by reason)", x_ticks, [(unit * k, str(unit * k)) for k in range(5)])
     colors = {reason: PALETTE[(i + 1) % len(PALETTE)] for i, reason in enumerate(reasons)}
     width = min(40, 0.7 * (frame.width - frame.left - frame.right) / max(n, 1))
     for i, b in enumerate(buckets):

@@ -32,7 +32,7 @@ def queue_item(request_id, text, *, top_k, audit=False, reasons=("low_confidence
     label, confidence = top_k[0]
     return {
         "id": request_id, "decision": "route" if audit else "escalate", "label": label, "team": label, "confidence": confidence,
-        "reasons": [] if audit else list(reasons), "top_k": [{"label": l, "score": s} for l, s in top_k],
+        "reasons": [] if audit else list(reasons), "top_k": [{"label": name, "score": score} for name, score in top_k],
         "model_version": model_version, "text": text, "audit": audit, "queued_at": "2026-11-30T10:00:00+00:00",
     }
 

@@ -7,7 +7,6 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.error
 
 import pytest
 
@@ -73,6 +72,7 @@ def test_charts_escape_every_label():
 
 def test_over_tls_the_session_cookie_is_secure(tmp_path):
     import ssl
+    import urllib.error
     import urllib.parse
     import urllib.request
 
