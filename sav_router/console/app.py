@@ -222,10 +222,15 @@ def create_app(source: Any, settings: ConsoleSettings) -> FastAPI:
         desk = desk_of(name)
         item = await run_in_threadpool(desk.current, user.name)
         pending = await run_in_threadpool(desk.pending)
-        choices = choices_for(item) if item is not None else []
+        labels = known_labels(item) if item is not None else []
+        if item is not None and item.audit:
+            # Blind: the same fixed (alphabetical) list for every audit sample, not the model's candidates
+            choices = [(label, None) for label in labels]
+        else:
+            choices = choices_for(item) if item is not None else []
         return page(
             request, "queue.html", name=name, title=QUEUES[name], item=item, choices=choices[:9],
-            labels=known_labels(item) if item is not None else [], pending=pending, out_of_scope=OUT_OF_SCOPE,
+            labels=labels, pending=pending, out_of_scope=OUT_OF_SCOPE,
         )
 
     @app.post("/queue/{name}/answer")
