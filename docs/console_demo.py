@@ -118,7 +118,9 @@ def main() -> int:
                 with page.expect_navigation():
                     page.click("button:has-text('Compare with production')")
                 save(page, output, "comparison", full_page=True)
-                page.fill("input[name=reason]", "demo: candidate trained longer")
+                page.fill("input[name=reason]", "demo: the candidate, compared on the reviewed sample stream")
+                if page.locator(".verdict.fail").count():
+                    page.check("input[name=force]")  # the gate said no: the demo overrides it, with its reason recorded
                 with page.expect_navigation():
                     page.click("button:has-text('Promote')")
             page.goto(url + "/models")

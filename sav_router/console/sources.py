@@ -185,7 +185,8 @@ class LocalSource:
         rows = self._traffic_requests()
         if not rows:
             raise ActionUnavailable("no logged traffic to compare on (route requests first: `sav-router route`)")
-        gold = {rid: label for rid, label in self._human_labels().items() if any(row["id"] == rid for row in rows)}
+        ids = {row["id"] for row in rows}
+        gold = {rid: label for rid, label in self._human_labels().items() if rid in ids}
         report, _ = compare_models(self.workspace.production_dir(), self.workspace.model_dir(candidate), rows, gold, gate=Gate(), workspace=self.workspace)
         return report
 

@@ -8,7 +8,10 @@ always stored before the item is marked done, so a crash in between can at
 worst show an item twice, never lose an answer.
 
 - `LocalReviewQueue`: the workspace's `review/queue.jsonl`, with progress in
-  `review/progress.jsonl` (append-only) so a restart resumes where it stopped.
+  `review/progress.jsonl` (append-only) so a restart resumes where it stopped;
+  every item handed out is leased to its holder (`review/queue.leases.json`,
+  under the lock file `review/.lock`), and `undo()` takes the holder's last
+  answer back.
 - `SqsReviewQueue`: the AWS review queue; answers go to S3 `annotations/review/`
   (which starts the pipeline), and only then is the message deleted.
 """
