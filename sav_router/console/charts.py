@@ -162,7 +162,9 @@ def interval_over_time(points: Sequence[dict], *, target: float | None) -> str:
     frame = _Frame(560, 280, (-0.5, max(n - 0.5, 0.5)), (floor, 1.0))
     step = max(1, n // 8)
     x_ticks = [(i, p["day"][5:]) for i, p in enumerate(points) if i % step == 0]
-    parts = frame.axes("day (cumulative)", "routed precision", x_ticks, _ticks(floor, 1.0, 4, percent=True))
+    steps = round((1.0 - floor) / 0.05)
+    y_ticks = _ticks(floor, 1.0, steps, percent=True) if steps <= 6 else _ticks(floor, 1.0, round((1.0 - floor) / 0.1), percent=True)
+    parts = frame.axes("day (cumulative)", "routed precision", x_ticks, y_ticks)
     if points:
         upper = [(i, p["high"]) for i, p in enumerate(points)]
         lower = [(i, p["low"]) for i, p in reversed(list(enumerate(points)))]
