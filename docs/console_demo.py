@@ -46,6 +46,7 @@ def save(page, output: Path, name: str, *, full_page: bool = False) -> None:
 def login(browser, url: str, name: str, start: str):
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
+    page.set_default_timeout(600_000)  # comparing two real models takes a while on a busy machine
     page.goto(url + start)
     page.fill("input[name=username]", name)
     page.fill("input[name=password]", USERS[name][1])
