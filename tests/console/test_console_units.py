@@ -117,3 +117,20 @@ def test_over_tls_the_session_cookie_is_secure(tmp_path):
             assert answer.status == 200 and "sav-router console" in answer.read().decode()
     finally:
         server.stop()
+
+
+def test_live_precision_is_cumulative_by_day_with_an_exact_interval():
+    from sav_router.console.dashboard import audit_over_time, escalations_over_time
+
+    answers = [
+        {"label": "refund", "model_label": "refund", "reviewed_at": "2026-11-01T10:00:00+00:00", "model_version": "v1"},
+        {"label": "refund", "model_label": "delivery", "reviewed_at": "2026-11-01T11:00:00+00:00", "model_version": "v1"},
+        {"label": "account", "model_label": "account", "reviewed_at": "2026-11-03T09:00:00+00:00", "model_version": "v1"},
+        {"label": "account", "model_label": "account", "reviewed_at": "2026-11-03T09:00:00+00:00", "model_version": "v2"},
+    ]
+    points = audit_over_time(answers, version="v1")
+    assert [(p["day"], p["correct"], p["audited"]) for p in points] == [("2026-11-01", 1, 2), ("2026-11-03", 2, 3)]
+    assert points[-1]["low"] < 2 / 3 < points[-1]["high"]
+    traffic = [{"at": f"2026-11-0{d}T10:00:00+00:00", "decision": "escalate" if i % 2 else "route", "reasons": ["low_confidence"] if i % 2 else []} for d in (1, 2, 3) for i in range(4)]
+    over = escalations_over_time(traffic)
+    assert over["unit"] == "day" and [b["rate"] for b in over["buckets"]] == [0.5, 0.5, 0.5] and over["reasons"] == ["low_confidence"]
