@@ -85,10 +85,6 @@ def main() -> int:
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 700})
-            page.goto(url + "/login")
-            save(page, output, "login")
-            page.close()
             context, page = login(browser, url, "sam", "/queue/escalations")
             labels = set(workspace_labels(workspace))
             saved_escalation = saved_audit = False
