@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make quickstart   create .venv, install, train + evaluate + route the sample data
-#   make test         create .venv, install, run the test suite
+#   make test         create .venv, install (+ Chromium via apt-get if missing), run the test suite
+#   make console      the web console on the quickstart's workspace
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,9 @@ STAMP := $(VENV)/.installed
 # the pinned AWS CDK CLI (package-lock.json) for `npx cdk synth|deploy`; node_modules/ is git-ignored
 NODE_STAMP := node_modules/.installed
 
-.PHONY: quickstart test install benchmark benchmark-serving clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: quickstart console test install system-deps benchmark benchmark-serving clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +28,23 @@ $(NODE_STAMP): package.json package-lock.json
 
 install: $(STAMP) $(NODE_STAMP)
 
+# System packages the tests need (Debian): Chromium for the console's browser tests.
+# Idempotent: nothing happens when it is already there.
+system-deps:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		echo "installing Chromium (apt-get) for the console's browser tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
+	fi
+
 quickstart: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/sav-router quickstart --output sav-router-quickstart
 
-test: $(STAMP) $(NODE_STAMP)
+# the web console on the quickstart's workspace (asks for a first admin when there is no user yet)
+console: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/sav-router console --workspace sav-router-quickstart
+
+test: $(STAMP) $(NODE_STAMP) system-deps
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 benchmark: $(STAMP)

@@ -68,6 +68,7 @@ class Evaluation:
     correct: np.ndarray  # top-1 correct, in-scope rows
     confusion: np.ndarray  # [gold, predicted] over known labels, in-scope rows
     labels: list[str]
+    examples: dict[str, Any] | None = None  # misroutes, escalations, confusions with their request texts (evaluate())
 
 
 def summarize(
@@ -155,4 +156,52 @@ def evaluate(router: Router, records: Sequence[Record]) -> Evaluation:
     )
     evaluation.report["target_precision"] = calibration.get("target_precision")
     evaluation.report["confidence_level"] = calibration.get("confidence")
+    evaluation.examples = _examples(records, decisions, scored, router.labels)
     return evaluation
+
+
+def _examples(records: Sequence[Record], decisions: Sequence[Decision], scored: Scored, labels: Sequence[str], *, per_kind: int = 30, per_pair: int = 3) -> dict[str, Any]:
+    """Requests behind the numbers: misroutes, escalations, and the most frequent confusions."""
+    misroutes, escalations = [], []
+    pairs: dict[tuple[str, str], list[str]] = {}
+    predicted = scored.probabilities.argmax(axis=1) if len(records) else []
+    for record, decision, top in zip(records, decisions, predicted):
+        entry = {"id": record.id, "text": record.text, "gold": record.label, "label": decision.label, "confidence": round(float(decision.confidence), 4)}
+        if decision.routed and decision.label != record.label:
+            misroutes.append(entry)
+        elif not decision.routed:
+            escalations.append(entry | {"reasons": list(decision.reasons)})
+        if record.label in labels and labels[int(top)] != record.label:
+            pairs.setdefault((str(record.label), labels[int(top)]), []).append(record.text)
+    confusions = sorted(pairs.items(), key=lambda item: (-len(item[1]), item[0]))
+    return {
+        "n_misroutes": len(misroutes),
+        "misroutes": misroutes[:per_kind],
+        "n_escalations": len(escalations),
+        "escalations": escalations[:per_kind],
+        "top_confusions": [{"gold": g, "predicted": p, "count": len(texts), "examples": texts[:per_pair]} for (g, p), texts in confusions[:10]],
+    }
+
+
+def _reliability_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    out = []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            out.append({"confidence": round(float(confidence[mask].mean()), 4), "accuracy": round(float(correct[mask].mean()), 4), "count": int(mask.sum())})
+    return out
+
+
+def curves(evaluation: Evaluation, *, points: int = 200) -> dict[str, Any]:
+    """What the console draws (risk-coverage, reliability, confusion): `details.json` beside report.json."""
+    coverage, risk, aurc = risk_coverage(evaluation.confidence, evaluation.correct)
+    keep = np.unique(np.linspace(0, len(coverage) - 1, min(points, len(coverage))).round().astype(int)) if len(coverage) else np.zeros(0, dtype=int)
+    return {
+        "risk_coverage": {"coverage": [round(float(c), 4) for c in coverage[keep]], "risk": [round(float(r), 4) for r in risk[keep]], "aurc": round(aurc, 5)},
+        "reliability": {
+            "before_temperature": _reliability_bins(evaluation.confidence_raw, evaluation.correct),
+            "after_temperature": _reliability_bins(evaluation.confidence, evaluation.correct),
+        },
+        "confusion": {"labels": list(evaluation.labels), "matrix": evaluation.confusion.tolist()},
+    }

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sav_router.evaluation.metrics import Evaluation
+from sav_router.evaluation.metrics import Evaluation, curves
 
 
 def _markdown(report: dict[str, Any], images: Sequence[str]) -> str:
@@ -44,7 +44,7 @@ def _markdown(report: dict[str, Any], images: Sequence[str]) -> str:
 
 
 def write_report(evaluation: Evaluation, output_dir: str | Path, *, plots: bool = True) -> Path:
-    """report.json, report.md and PNG plots in `output_dir`; returns the JSON path."""
+    """report.json, report.md, PNG plots and details.json (curves and example requests) in `output_dir`; returns the JSON path."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     images: list[str] = []
@@ -54,5 +54,6 @@ def write_report(evaluation: Evaluation, output_dir: str | Path, *, plots: bool 
         images = plotting.write_all(evaluation, output_dir)
     path = output_dir / "report.json"
     path.write_text(json.dumps(evaluation.report, indent=2) + "\n", encoding="utf-8")
+    (output_dir / "details.json").write_text(json.dumps(curves(evaluation) | {"examples": evaluation.examples}, ensure_ascii=False) + "\n", encoding="utf-8")
     (output_dir / "report.md").write_text(_markdown(evaluation.report, images), encoding="utf-8")
     return path

@@ -169,10 +169,37 @@ def _comparison_markdown(report: dict, texts: dict[str, str], production: str, c
     return "\n".join(lines) + "\n"
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from sav_router.loop.comparison import Gate, compare_decisions
+def compare_models(production_dir, candidate_dir, rows: list[dict], gold: dict[str, str], *, gate, workspace, output: Path | None = None) -> tuple[dict, list[Path]]:
+    """Both models on the same requests, compared; the report goes where `promote` reads it (and to `output`).
+
+    The one implementation behind `sav-router compare` and the console's "compare with production".
+    """
+    from sav_router.loop.comparison import compare_decisions
     from sav_router.model.router import Router
     from sav_router.loop.workspace import write_json_atomic
+
+    if not rows:
+        raise ValueError("no request to compare on")
+    requests = [SimpleNamespace(id=row["id"], text=row["text"]) for row in rows]
+    sides = {}
+    for name, folder in (("production", production_dir), ("candidate", candidate_dir)):
+        router = Router.load(folder)
+        sides[name] = (router.version, router.decision_records(requests))
+    report = compare_decisions(sides["production"][1], sides["candidate"][1], gold, gate=gate)
+    report |= {"production_version": sides["production"][0], "candidate_version": sides["candidate"][0]}
+    by_id = {row["id"]: row["text"] for row in rows}
+    markdown = _comparison_markdown(report, by_id, sides["production"][0], sides["candidate"][0])
+    outputs = [Path(output)] if output is not None else []
+    if (workspace.root / "models" / sides["candidate"][0]).is_dir():
+        outputs.append(workspace.path("evaluations", sides["candidate"][0], "comparison"))  # what `promote` checks
+    for folder in outputs:
+        write_json_atomic(folder / "comparison.json", report)
+        (folder / "comparison.md").write_text(markdown, encoding="utf-8")
+    return report, outputs
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from sav_router.loop.comparison import Gate
 
     production_dir, candidate_dir = _bundle_dir(args.production, args), _bundle_dir(args.candidate, args)
     rows = _read_rows(args.traffic)
@@ -181,61 +208,65 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     gold = {row["id"]: row["label"] for row in rows if row.get("label")}
     if args.labels:
         gold.update({row["id"]: row["label"] for row in _read_rows(args.labels) if row.get("label")})
-    requests = [SimpleNamespace(id=row["id"], text=row["text"]) for row in rows]
-    sides = {}
-    for name, folder in (("production", production_dir), ("candidate", candidate_dir)):
-        router = Router.load(folder)
-        sides[name] = (router.version, router.decision_records(requests))
     gate = Gate(precision_tolerance=args.precision_tolerance, coverage_tolerance=args.coverage_tolerance, min_labeled=args.min_labeled)
-    report = compare_decisions(sides["production"][1], sides["candidate"][1], gold, gate=gate)
-    report |= {"production_version": sides["production"][0], "candidate_version": sides["candidate"][0]}
-    by_id = {row["id"]: row["text"] for row in rows}
-    markdown = _comparison_markdown(report, by_id, sides["production"][0], sides["candidate"][0])
-    outputs = [Path(args.output)]
-    workspace = _workspace(args)
-    if (workspace.root / "models" / sides["candidate"][0]).is_dir():
-        outputs.append(workspace.path("evaluations", sides["candidate"][0], "comparison"))  # what `promote` checks
-    for output in outputs:
-        write_json_atomic(output / "comparison.json", report)
-        (output / "comparison.md").write_text(markdown, encoding="utf-8")
+    report, outputs = compare_models(production_dir, candidate_dir, rows, gold, gate=gate, workspace=_workspace(args), output=Path(args.output))
     print(f"verdict: {'PASS' if report['gate']['passed'] else 'FAIL'} — {report['gate']['reason']}\nreport: {outputs[0] / 'comparison.md'}")
     return 0
 
 
 # -- active learning -----------------------------------------------------------
-def _cmd_select(args: argparse.Namespace) -> int:
+def select_batch(
+    router, rows: list[dict], k: int, *, calibration_share: float = 0.0, candidate=None, max_similarity: float = 0.92, seed: int = 13
+) -> tuple[list[dict], list[dict]]:
+    """The ranked batch (uncertain, novel, disputed; diverse) and its random calibration part.
+
+    The one implementation behind `sav-router select` and the console's "start a batch".
+    """
     from sav_router.loop.active_learning import calibration_sample, select_for_annotation
+
+    if not 0 <= calibration_share < 1:
+        raise ValueError("--calibration-share must be in [0, 1)")
+    if not rows:
+        raise ValueError("no request to select from")
+    scored = router.score([row["text"] for row in rows])
+    candidate_probabilities = None
+    if candidate is not None:
+        if candidate.labels != router.labels:
+            raise ValueError("--candidate must have the same labels as --model to measure disagreement")
+        candidate_probabilities = candidate.score([row["text"] for row in rows]).probabilities
+    n_random = round(k * calibration_share)
+    selection = select_for_annotation(
+        scored.probabilities,
+        scored.embeddings,
+        k - n_random,
+        ood_scores=scored.ood_scores,
+        candidate_probabilities=candidate_probabilities,
+        max_similarity=max_similarity,
+    )
+    picked = [_selected_row(rows[i], scored.probabilities[i], router.labels, selection, i) for i in selection.indices]
+    randoms: list[dict] = []
+    if n_random:
+        sample = calibration_sample(len(rows), n_random, exclude=selection.indices, seed=seed)
+        randoms = [_selected_row(rows[i], scored.probabilities[i], router.labels, None, i) for i in sample]
+    return picked, randoms
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
     from sav_router.model.router import Router
 
     if not 0 <= args.calibration_share < 1:
         raise ValueError("--calibration-share must be in [0, 1)")
-
     rows = [row for row in _read_rows(args.pool) if row["text"].strip()]
     if not rows:
         raise ValueError(f"{args.pool}: no request to select from")
     router = Router.load(_bundle_dir(args.model, args))
-    scored = router.score([row["text"] for row in rows])
-    candidate_probabilities = None
-    if args.candidate:
-        candidate = Router.load(_bundle_dir(args.candidate, args))
-        if candidate.labels != router.labels:
-            raise ValueError("--candidate must have the same labels as --model to measure disagreement")
-        candidate_probabilities = candidate.score([row["text"] for row in rows]).probabilities
-    n_random = round(args.k * args.calibration_share)
-    selection = select_for_annotation(
-        scored.probabilities,
-        scored.embeddings,
-        args.k - n_random,
-        ood_scores=scored.ood_scores,
-        candidate_probabilities=candidate_probabilities,
-        max_similarity=args.max_similarity,
+    candidate = Router.load(_bundle_dir(args.candidate, args)) if args.candidate else None
+    picked, randoms = select_batch(
+        router, rows, args.k, calibration_share=args.calibration_share, candidate=candidate, max_similarity=args.max_similarity, seed=args.seed
     )
-    picked = [_selected_row(rows[i], scored.probabilities[i], router.labels, selection, i) for i in selection.indices]
     output = Path(args.output)
     _write_selection(picked, output, args.format, router, "selected for annotation")
-    if n_random:
-        sample = calibration_sample(len(rows), n_random, exclude=selection.indices, seed=args.seed)
-        randoms = [_selected_row(rows[i], scored.probabilities[i], router.labels, None, i) for i in sample]
+    if randoms:
         calibration_output = output.with_name(f"{output.stem}.calibrate{output.suffix}")
         _write_selection(randoms, calibration_output, args.format, router, "drawn at random: import with --as calibrate")
     return 0

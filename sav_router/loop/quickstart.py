@@ -3,6 +3,10 @@
 Trains on the sample annotations' teach rows, evaluates on their check rows,
 calibrates, then routes a stream of new sample requests (some off-topic) and
 prints what went where.
+
+The output folder is also a workspace the console opens as it is: the model
+registered and in production, the stream logged under `traffic/`, its
+escalations and a share of audit samples in the review queue.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 SAMPLES = "sav_router.samples"
+AUDIT_SHARE = 0.15  # of the routed sample requests, also queued (blind) for audit: with the escalations, enough human labels (50) for the promotion gate
 
 
 def sample_path(name: str) -> Path:
@@ -47,15 +52,25 @@ def run_quickstart(
         log=log,
     )
 
-    log("== 2/3 routing a stream of new requests")
-    router = Router.load(model_dir)
+    log("== 2/3 routing a stream of new requests (logged to the workspace, escalations queued for review)")
+    from sav_router.loop.observer import route_stream
+    from sav_router.loop.workspace import Workspace
+
+    workspace = Workspace(output).ensure()
+    version = workspace.register(model_dir)
+    if workspace.production_version() is None:
+        workspace.promote(version)
+    elif workspace.production_version() != version:  # a re-run: its new model replaces the last one
+        workspace.promote(version, force=True, reason="quickstart re-run: the newly trained sample model")
+    router = Router.load(workspace.production_dir())
     records, _ = read_requests(sample_path("requests.jsonl"))
-    rows = router.decision_records(records)
-    decisions = [Decision.from_dict(row) for row in rows]
+    routed_stream = list(route_stream(records, router, workspace=workspace, audit_share=AUDIT_SHARE, seed=13))
+    decisions = [Decision.from_dict(r.production) for r in routed_stream]
     decisions_path = output / "decisions.jsonl"
     with decisions_path.open("w", encoding="utf-8") as handle:
-        for record, row in zip(records, rows):
-            handle.write(json.dumps(row | {"gold_label": record.label}, ensure_ascii=False) + "\n")
+        for record, item in zip(records, routed_stream):
+            handle.write(json.dumps(item.production | {"gold_label": record.label}, ensure_ascii=False) + "\n")
+    queued = Counter(r.queued_for for r in routed_stream if r.queued_for)
 
     routed = [(r, d) for r, d in zip(records, decisions) if d.routed]
     escalated = [(r, d) for r, d in zip(records, decisions) if not d.routed]
@@ -84,6 +99,8 @@ def run_quickstart(
     lines += [
         f"report: {model_dir / 'check_report' / 'report.md'}",
         f"decisions: {decisions_path}",
+        f"workspace: {output} (model {version} in production; review queue: {queued['escalation']} escalations + {queued['audit']} audit samples)",
+        f"console: sav-router console --workspace {output}",
     ]
     print("\n".join(lines))
     return {
@@ -94,4 +111,7 @@ def run_quickstart(
         "off_topic_escalated": sum(1 for _, d in off_topic if not d.routed),
         "per_team": dict(per_team),
         "reasons": dict(reasons),
+        "model_version": version,
+        "queued": dict(queued),
     }
+

@@ -76,6 +76,20 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def check_promotion(version: str, previous: str | None, gate: Mapping[str, Any] | None, *, force: bool, reason: str | None) -> None:
+    """The promotion rule (CLI, console): a failed or missing gate refuses, unless forced with a recorded reason."""
+    if previous is not None and not force:
+        if gate is None:
+            raise RegistryError(
+                f"no comparison of {version} with production {previous}: run `sav-router compare` "
+                "(or pass --force --reason TEXT)"
+            )
+        if not gate.get("passed"):
+            raise RegistryError(f"{version} failed the promotion gate: {gate.get('reason')} (pass --force --reason TEXT to override)")
+    if force and not (reason or "").strip():
+        raise RegistryError("a forced promotion needs --reason TEXT (it is recorded)")
+
+
 @dataclass
 class ModelEntry:
     version: str
@@ -142,7 +156,9 @@ class Workspace:
             os.replace(staging, target)
         return manifest.model_version
 
-    def _record(self, action: str, version: str | None, previous: str | None, *, reason: str | None, forced: bool, gate: Mapping[str, Any] | None) -> None:
+    def _record(
+        self, action: str, version: str | None, previous: str | None, *, reason: str | None, forced: bool, gate: Mapping[str, Any] | None, by: str | None = None
+    ) -> None:
         registry = self.registry()
         registry["production"] = version
         registry["history"].append(
@@ -151,7 +167,7 @@ class Workspace:
                 "version": version,
                 "previous": previous,
                 "at": utc_now().isoformat(timespec="seconds"),
-                "by": getpass.getuser(),
+                "by": by or getpass.getuser(),
                 "reason": reason,
                 "forced": forced,
                 "gate": dict(gate) if gate else None,
@@ -163,28 +179,18 @@ class Workspace:
         path = self.path("evaluations", version, "comparison", "comparison.json")
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
-    def promote(self, version: str, *, force: bool = False, reason: str | None = None) -> dict[str, Any]:
+    def promote(self, version: str, *, force: bool = False, reason: str | None = None, by: str | None = None) -> dict[str, Any]:
         """Put `version` in production; refuse a candidate that failed (or lacks) its comparison gate unless forced."""
         self.model_dir(version)
         previous = self.production_version()
         if previous == version:
             raise RegistryError(f"{version} is already in production")
-        comparison = self.comparison_for(version)
-        gate = (comparison or {}).get("gate")
-        if previous is not None and not force:
-            if gate is None:
-                raise RegistryError(
-                    f"no comparison of {version} with production {previous}: run `sav-router compare` "
-                    "(or pass --force --reason TEXT)"
-                )
-            if not gate.get("passed"):
-                raise RegistryError(f"{version} failed the promotion gate: {gate.get('reason')} (pass --force --reason TEXT to override)")
-        if force and not reason:
-            raise RegistryError("a forced promotion needs --reason TEXT (it is recorded)")
-        self._record("promote", version, previous, reason=reason, forced=force, gate=gate)
+        gate = (self.comparison_for(version) or {}).get("gate")
+        check_promotion(version, previous, gate, force=force, reason=reason)
+        self._record("promote", version, previous, reason=reason, forced=force, gate=gate, by=by)
         return {"version": version, "previous": previous, "gate": gate}
 
-    def rollback(self, *, reason: str | None = None) -> dict[str, Any]:
+    def rollback(self, *, reason: str | None = None, by: str | None = None) -> dict[str, Any]:
         """Return to the model that was in production before the current one."""
         current = self.production_version()
         if current is None:
@@ -199,5 +205,5 @@ class Workspace:
         if len(lineage) < 2:
             raise RegistryError(f"{current} has no earlier production model to roll back to")
         previous = lineage[-2]
-        self._record("rollback", previous, current, reason=reason, forced=False, gate=None)
+        self._record("rollback", previous, current, reason=reason, forced=False, gate=None, by=by)
         return {"version": previous, "previous": current}

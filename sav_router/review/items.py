@@ -40,6 +40,7 @@ class ReviewItem:
     model_version: str | None = None
     queued_at: str | None = None
     handle: Any = field(default=None, compare=False, repr=False)  # transport detail (SQS receipt handle)
+    raw: Any = field(default=None, compare=False, repr=False)  # the message body as received (the console's undo sends it back)
 
 
 def _top_k(raw: Any) -> tuple[tuple[str, float], ...]:
@@ -61,7 +62,7 @@ def _flatten(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return data
 
 
-def parse_item(data: Any, *, handle: Any = None) -> ReviewItem:
+def parse_item(data: Any, *, handle: Any = None, raw: Any = None) -> ReviewItem:
     if not isinstance(data, Mapping):
         raise ItemError("not a JSON object")
     data = _flatten(data)
@@ -83,6 +84,7 @@ def parse_item(data: Any, *, handle: Any = None) -> ReviewItem:
         model_version=str(data["model_version"]) if data.get("model_version") else None,
         queued_at=str(data["queued_at"]) if data.get("queued_at") else None,
         handle=handle,
+        raw=raw,
     )
 
 

@@ -8,23 +8,32 @@ always stored before the item is marked done, so a crash in between can at
 worst show an item twice, never lose an answer.
 
 - `LocalReviewQueue`: the workspace's `review/queue.jsonl`, with progress in
-  `review/progress.jsonl` (append-only) so a restart resumes where it stopped.
+  `review/progress.jsonl` (append-only) so a restart resumes where it stopped;
+  every item handed out is leased to its holder (`review/queue.leases.json`,
+  under the lock file `review/.lock`), and `undo()` takes the holder's last
+  answer back.
 - `SqsReviewQueue`: the AWS review queue; answers go to S3 `annotations/review/`
   (which starts the pipeline), and only then is the message deleted.
 """
 
 from __future__ import annotations
 
+import fcntl
+import getpass
 import hashlib
 import json
 import logging
+import os
 import re
-from collections.abc import Mapping
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 from sav_router.review.items import AUDIT_SOURCE, REVIEW_SOURCE, ItemError, ReviewItem, parse_item, read_rows_lenient
-from sav_router.loop.workspace import Workspace, append_jsonl, stamp, utc_now
+from sav_router.loop.workspace import Workspace, append_jsonl, stamp, utc_now, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +41,8 @@ QUEUE_FILE = "queue.jsonl"
 PROGRESS_FILE = "progress.jsonl"
 ANSWERED = "answered"
 SKIPPED = "skipped"
+UNDONE = "undone"
+DEFAULT_LEASE_SECONDS = 900  # like the SQS review queue's visibility timeout
 
 
 class ReviewQueue(Protocol):
@@ -58,61 +69,215 @@ def _read_queue(path: Path) -> list[ReviewItem]:
     return list(items.values())
 
 
-class LocalReviewQueue:
-    """The workspace queue. Unseen items come first, then items skipped in earlier sessions."""
+class LeaseLost(RuntimeError):
+    """The item is no longer leased to this holder (expired and taken, answered elsewhere)."""
 
-    def __init__(self, workspace: Workspace) -> None:
+
+class LocalReviewQueue:
+    """The workspace queue. Unseen items come first, then items skipped in earlier sessions.
+
+    Every item handed out is leased to its holder for `lease_seconds` (like an
+    SQS visibility timeout) in `review/<queue>.leases.json`, under an exclusive
+    lock file: two reviewers, in one process or two, never get the same item.
+    The same holder asking again gets its leased item back (a reloaded page),
+    and an expired lease makes the item available again (a closed tab).
+    """
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        holder: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        queue_file: str = QUEUE_FILE,
+        progress_file: str = PROGRESS_FILE,
+        clock: Callable[[], float] = time.time,
+        revisit_skipped: bool = False,
+    ) -> None:
+        self.revisit_skipped = revisit_skipped  # the console: once nothing else is left, skipped items come back
         self.workspace = workspace  # not created here: files appear with the first answer
-        self.queue_path = workspace.path("review", QUEUE_FILE)
-        self.progress_path = workspace.path("review", PROGRESS_FILE)
+        self.queue_path = workspace.path("review", queue_file)
+        self.progress_path = workspace.path("review", progress_file)
+        self.leases_path = workspace.path("review", Path(queue_file).stem + ".leases.json")
+        self.lock_path = workspace.path("review", ".lock")
         self.session = stamp()
+        self.holder = holder or f"{getpass.getuser()}@{self.session}"
+        self.lease_seconds, self.clock = lease_seconds, clock
         progress = read_rows_lenient(self.progress_path)
         self._answered = self._answered_ids(progress)
         self._skipped_before = {str(row.get("id")) for row in progress if row.get("status") == SKIPPED} - self._answered
         self._seen: set[str] = set()  # shown in this session (answered, skipped or released)
         self._items: list[ReviewItem] = []
 
+    @staticmethod
+    def _replay(progress: list[dict[str, Any]]) -> set[str]:
+        done: set[str] = set()
+        for row in progress:  # in order: an undo takes an answer back
+            if row.get("status") == ANSWERED:
+                done.add(str(row.get("id")))
+            elif row.get("status") == UNDONE:
+                done.discard(str(row.get("id")))
+        return done
+
     def _answered_ids(self, progress: list[dict[str, Any]]) -> set[str]:
-        done = {str(row.get("id")) for row in progress if row.get("status") == ANSWERED}
+        done = self._replay(progress)
+        undone = {str(row.get("id")) for row in progress if row.get("status") == UNDONE} - done
         # An answer written just before a crash, whose progress line never was, also counts.
         for pattern in (f"*-{REVIEW_SOURCE}-teach.jsonl", f"*-{AUDIT_SOURCE}-check.jsonl"):
             for drop in self.workspace.path("annotations").glob(pattern):
-                done |= {str(row["id"]) for row in read_rows_lenient(drop) if row.get("id") is not None}
+                done |= {str(row["id"]) for row in read_rows_lenient(drop) if row.get("id") is not None} - undone
         return done
 
     def drop_path(self, row: Mapping[str, Any]) -> Path:
         return self.workspace.path("annotations", f"{self.session}-{row['source']}-{row['split']}.jsonl")
 
-    def _pick(self) -> ReviewItem | None:
-        pending = [item for item in self._items if item.id not in self._answered and item.id not in self._seen]
+    # -- leases ----------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One process at a time reads and changes leases and progress (flock: released if the process dies)."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock_path.open("a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _leases(self) -> dict[str, dict[str, Any]]:
+        """Live leases (expired ones dropped)."""
+        try:
+            raw = json.loads(self.leases_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        now = self.clock()
+        return {key: lease for key, lease in raw.items() if isinstance(lease, dict) and float(lease.get("until", 0)) > now}
+
+    def _write_leases(self, leases: Mapping[str, Any]) -> None:
+        write_json_atomic(self.leases_path, dict(leases))
+
+    def _lease(self, leases: dict[str, dict[str, Any]], item_id: str) -> None:
+        leases[item_id] = {"holder": self.holder, "until": self.clock() + self.lease_seconds}
+        self._write_leases(leases)
+
+    def _unlease(self, item_id: str) -> None:
+        leases = self._leases()
+        if leases.get(item_id, {}).get("holder") == self.holder:
+            del leases[item_id]
+            self._write_leases(leases)
+
+    def holds(self, item_id: str) -> bool:
+        """Whether this holder's lease on the item is still live."""
+        with self._locked():
+            return self._leases().get(item_id, {}).get("holder") == self.holder
+
+    def lease_deadline(self, item_id: str) -> float | None:
+        lease = self._leases().get(item_id)
+        return float(lease["until"]) if lease and lease.get("holder") == self.holder else None
+
+    # -- the queue calls -------------------------------------------------------
+    def _pick(self, leases: Mapping[str, Mapping[str, Any]]) -> ReviewItem | None:
+        taken = {key for key, lease in leases.items() if lease.get("holder") != self.holder}
+        pending = [item for item in self._items if item.id not in self._answered and item.id not in self._seen and item.id not in taken]
         fresh = [item for item in pending if item.id not in self._skipped_before]
+        if not pending and self.revisit_skipped:
+            pending = [item for item in self._items if item.id not in self._answered and item.id not in taken]
         return (fresh or pending or [None])[0]
 
     def next_item(self) -> ReviewItem | None:
-        item = self._pick()
+        """The next item nobody else holds, leased to this holder."""
+        with self._locked():
+            return self._next(self._fresh_leases())
+
+    def current(self) -> ReviewItem | None:
+        """The item this holder already leases (a reloaded page gets it back, lease renewed), else the next one."""
+        with self._locked():
+            leases = self._fresh_leases()
+            held = {key for key, lease in leases.items() if lease.get("holder") == self.holder and key not in self._answered}
+            if held:
+                item = next((i for i in self._items if i.id in held), None) or next((i for i in _read_queue(self.queue_path) if i.id in held), None)
+                if item is not None:
+                    self._lease(leases, item.id)
+                    return item
+            return self._next(leases)
+
+    def _fresh_leases(self) -> dict[str, dict[str, Any]]:
+        self._answered |= self._replay(read_rows_lenient(self.progress_path))  # answers of other reviewers
+        return self._leases()
+
+    def _next(self, leases: dict[str, dict[str, Any]]) -> ReviewItem | None:
+        item = self._pick(leases)
         if item is None:  # re-read: `route` may have queued more since
             self._items = _read_queue(self.queue_path)
-            item = self._pick()
+            item = self._pick(leases)
         if item is not None:
             self._seen.add(item.id)
+            self._lease(leases, item.id)
         return item
 
-    def _progress(self, item: ReviewItem, status: str) -> None:
-        append_jsonl(self.progress_path, [{"id": item.id, "status": status, "at": utc_now().isoformat(timespec="seconds"), "session": self.session}])
+    def _progress(self, item: ReviewItem, status: str, **extra: Any) -> None:
+        row = {"id": item.id, "status": status, "at": utc_now().isoformat(timespec="seconds"), "session": self.session, "holder": self.holder}
+        append_jsonl(self.progress_path, [row | extra])
 
     def ack(self, item: ReviewItem, row: Mapping[str, Any]) -> None:
-        append_jsonl(self.drop_path(row), [row])  # the answer first (fsynced) ...
-        self._progress(item, ANSWERED)  # ... then "done"
-        self._answered.add(item.id)
+        """Store the answer, then mark the item done; refused if another holder has it now."""
+        with self._locked():
+            lease = self._leases().get(item.id)
+            if lease is not None and lease.get("holder") != self.holder:
+                raise LeaseLost(f"request {item.id} is leased to another reviewer now")
+            if item.id in self._replay(read_rows_lenient(self.progress_path)):
+                raise LeaseLost(f"request {item.id} was answered by another reviewer")
+            drop = self.drop_path(row)
+            append_jsonl(drop, [row])  # the answer first (fsynced) ...
+            self._progress(item, ANSWERED, drop=drop.name)  # ... then "done"
+            self._answered.add(item.id)
+            self._unlease(item.id)
 
     def skip(self, item: ReviewItem) -> None:
-        self._progress(item, SKIPPED)
+        with self._locked():
+            self._progress(item, SKIPPED)
+            self._unlease(item.id)
 
     def release(self, item: ReviewItem) -> None:
-        self._seen.discard(item.id)  # nothing recorded: it is shown first on the next start
+        with self._locked():
+            self._seen.discard(item.id)  # nothing recorded: it is shown first on the next start
+            self._unlease(item.id)
+
+    def undo(self) -> ReviewItem | None:
+        """Take back this holder's last answer: the row leaves its drop, the item is leased back to the holder."""
+        with self._locked():
+            progress = read_rows_lenient(self.progress_path)
+            answered = self._replay(progress)
+            last = next(
+                (row for row in reversed(progress) if row.get("holder") == self.holder and row.get("status") == ANSWERED and str(row.get("id")) in answered),
+                None,
+            )
+            if last is None:
+                return None
+            item_id = str(last["id"])
+            drop = self.workspace.path("annotations", str(last.get("drop") or ""))
+            if last.get("drop") and drop.is_file():
+                kept = [row for row in read_rows_lenient(drop) if str(row.get("id")) != item_id]
+                _rewrite_jsonl(drop, kept)
+            item = next((i for i in _read_queue(self.queue_path) if i.id == item_id), None)
+            if item is None:
+                return None
+            self._progress(item, UNDONE)
+            self._answered.discard(item_id)
+            self._lease(self._leases(), item_id)
+            return item
 
     def pending(self) -> int:
-        return sum(1 for item in _read_queue(self.queue_path) if item.id not in self._answered)
+        answered = self._answered | self._replay(read_rows_lenient(self.progress_path))
+        return sum(1 for item in _read_queue(self.queue_path) if item.id not in answered)
+
+
+def _rewrite_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace a JSON lines file at once (a reader sees the old or the new file, never half)."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
 
 
 def _region_of(queue_url: str) -> str | None:
@@ -173,7 +338,7 @@ class SqsReviewQueue:
                     return None
                 message = messages[0]
                 try:
-                    item = parse_item(json.loads(message["Body"]), handle=message["ReceiptHandle"])
+                    item = parse_item(json.loads(message["Body"]), handle=message["ReceiptHandle"], raw=message["Body"])
                 except (json.JSONDecodeError, ItemError) as exc:
                     # Left hidden, not deleted: the queue's redrive policy moves it to the DLQ.
                     log.warning("review message %s not reviewable: %s", message.get("MessageId"), getattr(exc, "msg", exc))

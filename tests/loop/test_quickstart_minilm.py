@@ -34,3 +34,13 @@ def test_quickstart_fine_tunes_minilm_then_routes_and_escalates(tmp_path, capsys
     out = capsys.readouterr().out
     assert "realized routed precision" in out and "escalations by reason" in out
     assert (tmp_path / "decisions.jsonl").read_text().count("\n") == 200
+    # AND the output is a workspace the console opens as it is
+    from sav_router.loop.workspace import Workspace
+
+    workspace = Workspace(tmp_path)
+    assert workspace.production_version() == summary["model_version"] == manifest.model_version
+    assert (workspace.path("models", summary["model_version"], "check_report", "details.json")).is_file()
+    queue = [json.loads(line) for line in workspace.path("review", "queue.jsonl").read_text().splitlines()]
+    assert sum(not row["audit"] for row in queue) == summary["escalated"] == summary["queued"]["escalation"]
+    assert sum(row["audit"] for row in queue) == summary["queued"].get("audit", 0) > 0
+    assert sum(1 for path in workspace.path("traffic").glob("*.jsonl") for _ in path.read_text().splitlines()) == 200

@@ -1,0 +1,154 @@
+"""A review queue as reviewers see it in the console: one item each, kept across reloads.
+
+`current(user)` is the item the user holds (the same one after a reload),
+else a newly leased one; `answer` and `skip` act on it only while the lease
+holds; `undo` takes back the user's last answer. Answers are the annotation
+rows `review` writes (`annotation_row`), with the reviewer's name.
+
+- `LocalDesk`: the workspace queue, leases in `review/*.leases.json` under a
+  lock file (`LocalReviewQueue`), so they survive a restart.
+- `SqsDesk`: the SQS review queue; the lease is the message's visibility
+  timeout, renewed while the item is on screen. After a console restart the
+  held receipt handles are gone: the message comes back when its visibility
+  timeout runs out (nothing is lost, it waits that long).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+from sav_router.review.items import ReviewItem, annotation_row
+from sav_router.review.queue import LeaseLost, LocalReviewQueue, SqsReviewQueue, answer_key
+from sav_router.loop.workspace import Workspace
+
+
+class LocalDesk:
+    def __init__(self, workspace: Workspace, *, queue_file: str, progress_file: str, lease_seconds: float) -> None:
+        self.workspace = workspace
+        self.queue_file, self.progress_file, self.lease_seconds = queue_file, progress_file, lease_seconds
+        self._queues: dict[str, LocalReviewQueue] = {}
+        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._guard = threading.Lock()
+
+    def _queue(self, user: str) -> tuple[LocalReviewQueue, threading.Lock]:
+        with self._guard:
+            if user not in self._queues:
+                self._queues[user] = LocalReviewQueue(
+                    self.workspace, holder=f"console:{user}", lease_seconds=self.lease_seconds, queue_file=self.queue_file, progress_file=self.progress_file,
+                    revisit_skipped=True,
+                )
+            return self._queues[user], self._locks[user]
+
+    def current(self, user: str) -> ReviewItem | None:
+        queue, lock = self._queue(user)
+        with lock:
+            return queue.current()
+
+    def _held(self, queue: LocalReviewQueue, item_id: str) -> ReviewItem:
+        item = queue.current()
+        if item is None or item.id != item_id:
+            raise LeaseLost("this request is no longer yours (answered elsewhere or its lease ran out): here is the next one")
+        return item
+
+    def answer(self, user: str, item_id: str, label: str) -> dict[str, Any]:
+        queue, lock = self._queue(user)
+        with lock:
+            item = self._held(queue, item_id)
+            row = annotation_row(item, label, reviewer=user)
+            queue.ack(item, row)
+            return row
+
+    def skip(self, user: str, item_id: str) -> ReviewItem:
+        queue, lock = self._queue(user)
+        with lock:
+            item = self._held(queue, item_id)
+            queue.skip(item)
+            return item
+
+    def undo(self, user: str) -> ReviewItem | None:
+        queue, lock = self._queue(user)
+        with lock:
+            return queue.undo()
+
+    def pending(self) -> int | None:
+        return LocalReviewQueue(self.workspace, holder="console:count", queue_file=self.queue_file, progress_file=self.progress_file).pending()
+
+
+class SqsDesk:
+    def __init__(self, queue_url: str, bucket: str, prefix: str = "annotations/", *, sqs: Any = None, s3: Any = None, kms_key_id: str | None = None, lease_seconds: int = 900) -> None:
+        self.queue_url, self.bucket, self.kms_key_id = queue_url, bucket, kms_key_id
+        self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        self.lease_seconds = int(lease_seconds)
+        probe = SqsReviewQueue(queue_url, bucket, self.prefix, sqs=sqs, s3=s3)
+        self.sqs, self.s3 = probe.sqs, probe.s3
+        self._queues: dict[str, SqsReviewQueue] = {}
+        self._held: dict[str, tuple[ReviewItem, float]] = {}
+        self._answers: dict[str, list[tuple[ReviewItem, dict[str, Any]]]] = defaultdict(list)
+        self._guard = threading.Lock()
+
+    def _queue(self, user: str) -> SqsReviewQueue:
+        if user not in self._queues:
+            self._queues[user] = SqsReviewQueue(
+                self.queue_url, self.bucket, self.prefix, sqs=self.sqs, s3=self.s3, kms_key_id=self.kms_key_id, visibility_timeout=self.lease_seconds
+            )
+        return self._queues[user]
+
+    def current(self, user: str) -> ReviewItem | None:
+        from botocore.exceptions import ClientError
+
+        with self._guard:
+            held = self._held.get(user)
+            if held is not None and time.time() < held[1]:
+                try:  # renewed while on screen, like a lease
+                    self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=held[0].handle, VisibilityTimeout=self.lease_seconds)
+                    self._held[user] = (held[0], time.time() + self.lease_seconds)
+                    return held[0]
+                except ClientError:
+                    pass
+            self._held.pop(user, None)
+            item = self._queue(user).next_item()
+            if item is not None:
+                self._held[user] = (item, time.time() + self.lease_seconds)
+            return item
+
+    def _take(self, user: str, item_id: str) -> ReviewItem:
+        held = self._held.get(user)
+        if held is None or held[0].id != item_id or time.time() >= held[1]:
+            self._held.pop(user, None)
+            raise LeaseLost("this request is no longer yours (its visibility timeout ran out): here is the next one")
+        return held[0]
+
+    def answer(self, user: str, item_id: str, label: str) -> dict[str, Any]:
+        with self._guard:
+            item = self._take(user, item_id)
+            row = annotation_row(item, label, reviewer=user)
+            self._queue(user).ack(item, row)  # the answer to S3 first, then the message deleted
+            self._held.pop(user, None)
+            self._answers[user].append((item, row))
+            return row
+
+    def skip(self, user: str, item_id: str) -> ReviewItem:
+        with self._guard:
+            item = self._take(user, item_id)
+            self._queue(user).skip(item)
+            self._held.pop(user, None)
+            return item
+
+    def undo(self, user: str) -> ReviewItem | None:
+        """The answer object is deleted and the request sent back to the queue (in this console's lifetime only)."""
+        with self._guard:
+            if not self._answers[user]:
+                return None
+            item, row = self._answers[user].pop()
+            self.s3.delete_object(Bucket=self.bucket, Key=answer_key(self.prefix, row))
+            self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=item.raw)
+            self._queue(user)._skipped.discard(item.id)
+            return item
+
+    def pending(self) -> int | None:
+        attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        values = attributes.get("Attributes", {})
+        return int(values.get("ApproximateNumberOfMessages", 0)) + int(values.get("ApproximateNumberOfMessagesNotVisible", 0))

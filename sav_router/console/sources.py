@@ -1,0 +1,354 @@
+"""Where the console reads and writes: the local workspace, or the AWS review queue and artifacts bucket.
+
+Both answer the same questions (queues, labels, models, reports, traffic,
+audit answers) and the local one also the admin actions; every rule lives in
+the code the CLI runs (`Workspace.promote`, `compare_models`, `select_batch`),
+the console only calls it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sav_router.console.desks import LocalDesk, SqsDesk
+from sav_router.review.items import lenient_rows
+from sav_router.review.queue import PROGRESS_FILE, QUEUE_FILE
+from sav_router.loop.workspace import Workspace, append_jsonl, utc_now
+
+log = logging.getLogger("sav_router.console")
+
+ESCALATIONS = "escalations"
+BATCH = "batch"
+BATCH_FILE = "batch.jsonl"
+BATCH_PROGRESS = "batch-progress.jsonl"
+
+
+class ActionUnavailable(RuntimeError):
+    """An action this source cannot do (said on the page)."""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+class LocalSource:
+    kind = "local"
+
+    def __init__(self, workspace: Workspace, *, lease_seconds: float = 900) -> None:
+        self.workspace = workspace
+        self.desks = {
+            ESCALATIONS: LocalDesk(workspace, queue_file=QUEUE_FILE, progress_file=PROGRESS_FILE, lease_seconds=lease_seconds),
+            BATCH: LocalDesk(workspace, queue_file=BATCH_FILE, progress_file=BATCH_PROGRESS, lease_seconds=lease_seconds),
+        }
+        self._labels: dict[str, list[str]] = {}
+
+    def describe(self) -> str:
+        return f"workspace {self.workspace.root}"
+
+    # -- labels and models -----------------------------------------------------
+    def labels(self, model_version: str | None = None) -> list[str]:
+        """Labels of that model version, else of production; [] without a model."""
+        from sav_router.core.bundle import BundleError, read_manifest
+        from sav_router.loop.workspace import RegistryError
+
+        for version in (model_version, self.workspace.production_version()):
+            if not version:
+                continue
+            if version not in self._labels:
+                try:
+                    self._labels[version] = sorted(read_manifest(self.workspace.model_dir(version)).labels)
+                except (RegistryError, BundleError):
+                    continue
+            return self._labels[version]
+        return []
+
+    def models(self) -> list[dict[str, Any]]:
+        out = []
+        for entry in self.workspace.models():
+            comparison = self.workspace.comparison_for(entry.version)
+            out.append(
+                {
+                    "version": entry.version,
+                    "created_at": entry.manifest.created_at,
+                    "in_production": entry.in_production,
+                    "check": entry.manifest.metrics.get("check", {}),
+                    "threshold": entry.manifest.policy.threshold,
+                    "labels": len(entry.manifest.labels),
+                    "gate": (comparison or {}).get("gate"),
+                }
+            )
+        return out
+
+    def production_version(self) -> str | None:
+        return self.workspace.production_version()
+
+    def history(self) -> list[dict[str, Any]]:
+        return list(self.workspace.registry().get("history", []))
+
+    def comparison(self, version: str) -> dict[str, Any] | None:
+        return self.workspace.comparison_for(version)
+
+    # -- evaluation reports ----------------------------------------------------
+    def reports(self, version: str) -> dict[str, Path]:
+        """Report folders of a version: its check report, then every evaluation under evaluations/<version>/."""
+        found: dict[str, Path] = {}
+        check = self.workspace.path("models", version, "check_report")
+        if (check / "report.json").is_file():
+            found["check"] = check
+        evaluations = self.workspace.path("evaluations", version)
+        for path in sorted(evaluations.rglob("report.json")) if evaluations.is_dir() else []:
+            found[str(path.parent.relative_to(evaluations)) or "evaluation"] = path.parent
+        return found
+
+    def report(self, version: str, name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        folder = self.reports(version).get(name)
+        if folder is None:
+            return None, None
+        return _read_json(folder / "report.json"), _read_json(folder / "details.json")
+
+    # -- traffic and audit -----------------------------------------------------
+    def traffic(self) -> Iterator[dict[str, Any]]:
+        """Logged decisions: {id, at, decision, reasons, model_version} (text left out)."""
+        folder = self.workspace.path("traffic")
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            for row in lenient_rows(path.read_text(encoding="utf-8", errors="replace").splitlines()):
+                production = row.get("production") if isinstance(row.get("production"), dict) else {}
+                yield {
+                    "id": row.get("id"),
+                    "at": row.get("received_at"),
+                    "decision": production.get("decision"),
+                    "reasons": production.get("reasons") or [],
+                    "model_version": production.get("model_version"),
+                }
+
+    def texts(self, ids: set[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        folder = self.workspace.path("traffic")
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            for row in lenient_rows(path.read_text(encoding="utf-8", errors="replace").splitlines()):
+                if str(row.get("id")) in ids and isinstance(row.get("text"), str):
+                    out[str(row["id"])] = row["text"]
+        return out
+
+    def audit_answers(self) -> list[dict[str, Any]]:
+        from sav_router.review.audit import workspace_audit_rows
+
+        return [dict(row) for row in workspace_audit_rows(self.workspace)]
+
+    # -- admin actions (the CLI's functions) ------------------------------------
+    def promote(self, version: str, *, force: bool, reason: str | None, by: str) -> dict[str, Any]:
+        return self.workspace.promote(version, force=force, reason=reason, by=by)
+
+    def rollback(self, *, reason: str | None, by: str) -> dict[str, Any]:
+        return self.workspace.rollback(reason=reason, by=by)
+
+    def _traffic_requests(self) -> list[dict[str, Any]]:
+        rows: dict[str, dict[str, Any]] = {}
+        folder = self.workspace.path("traffic")
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            for row in lenient_rows(path.read_text(encoding="utf-8", errors="replace").splitlines()):
+                if row.get("id") is not None and isinstance(row.get("text"), str) and row["text"].strip():
+                    rows[str(row["id"])] = {"id": str(row["id"]), "text": row["text"]}
+        return list(rows.values())
+
+    def _human_labels(self) -> dict[str, str]:
+        """The newest human label per request id, from every annotation drop."""
+        labels: dict[str, tuple[str, str]] = {}
+        folder = self.workspace.path("annotations")
+        for path in sorted(folder.rglob("*.jsonl")) if folder.is_dir() else []:
+            if path.name.endswith(".rejects.jsonl"):
+                continue
+            for row in lenient_rows(path.read_text(encoding="utf-8", errors="replace").splitlines()):
+                if row.get("id") is not None and isinstance(row.get("label"), str) and row["label"].strip():
+                    key = str(row.get("reviewed_at") or "")
+                    if str(row["id"]) not in labels or key >= labels[str(row["id"])][0]:
+                        labels[str(row["id"])] = (key, row["label"].strip())
+        return {rid: label for rid, (_, label) in labels.items()}
+
+    def compare(self, candidate: str) -> dict[str, Any]:
+        """The candidate against production on the logged traffic, human labels where reviewers gave one."""
+        from sav_router.loop.comparison import Gate
+        from sav_router.loop.commands import compare_models
+
+        production = self.workspace.production_version()
+        if production is None:
+            raise ActionUnavailable("no model in production to compare with")
+        if production == candidate:
+            raise ActionUnavailable(f"{candidate} is the production model")
+        rows = self._traffic_requests()
+        if not rows:
+            raise ActionUnavailable("no logged traffic to compare on (route requests first: `sav-router route`)")
+        ids = {row["id"] for row in rows}
+        gold = {rid: label for rid, label in self._human_labels().items() if rid in ids}
+        report, _ = compare_models(self.workspace.production_dir(), self.workspace.model_dir(candidate), rows, gold, gate=Gate(), workspace=self.workspace)
+        return report
+
+    def start_batch(self, k: int) -> int:
+        """Rank the logged requests nobody annotated yet with production (`select`) and queue the top k."""
+        from sav_router.loop.commands import select_batch
+        from sav_router.model.router import Router
+
+        if not 1 <= k <= 1000:
+            raise ActionUnavailable("a batch has 1 to 1000 requests")
+        if self.workspace.production_version() is None:
+            raise ActionUnavailable("no model in production to rank requests with")
+        queued = {str(row.get("id")) for row in lenient_rows(self._batch_path().read_text(encoding="utf-8").splitlines())} if self._batch_path().is_file() else set()
+        done = set(self._human_labels()) | queued
+        pool = [row for row in self._traffic_requests() if row["id"] not in done]
+        if not pool:
+            raise ActionUnavailable("every logged request is annotated or already in the batch")
+        router = Router.load(self.workspace.production_dir())
+        picked, _ = select_batch(router, pool, min(k, len(pool)))
+        now = utc_now().isoformat(timespec="seconds")
+        items = [
+            row | {"model_version": router.version, "queued_at": now, "reasons": _selection_reasons(row.get("signals") or {})}
+            for row in picked
+        ]
+        append_jsonl(self._batch_path(), items)
+        return len(items)
+
+    def _batch_path(self) -> Path:
+        return self.workspace.path("review", BATCH_FILE)
+
+    def can(self, action: str) -> bool:
+        return action in {"promote", "rollback", "compare", "batch"}
+
+
+def _selection_reasons(signals: dict[str, float]) -> list[str]:
+    """Why `select` ranked it, in words, strongest signal first."""
+    words = {"uncertainty": "uncertain", "novelty": "novel", "disagreement": "disputed"}
+    ranked = sorted(signals.items(), key=lambda item: -item[1])
+    return [f"{words.get(name, name)} ({value:.2f})" for name, value in ranked if value > 0] or ["selected"]
+
+
+class AwsSource:
+    """The AWS deployment: the SQS review queue, reports and traffic in the artifacts bucket.
+
+    Promotion on AWS is the approval of a model package (the promotion Lambda
+    deploys it); the console shows the reports and the gate's verdict and
+    leaves approval to SageMaker.
+    """
+
+    kind = "aws"
+
+    def __init__(self, queue_url: str, bucket: str, *, prefix: str = "annotations/", sqs: Any = None, s3: Any = None, kms_key_id: str | None = None, lease_seconds: int = 900) -> None:
+        desk = SqsDesk(queue_url, bucket, prefix, sqs=sqs, s3=s3, kms_key_id=kms_key_id, lease_seconds=lease_seconds)
+        self.s3, self.bucket, self.queue_url = desk.s3, bucket, queue_url
+        self.desks = {ESCALATIONS: desk}
+        self._manifests: dict[str, dict[str, Any]] | None = None
+
+    def describe(self) -> str:
+        return f"SQS {self.queue_url.rsplit('/', 1)[-1]}, bucket {self.bucket}"
+
+    def _all_manifests(self) -> dict[str, dict[str, Any]]:
+        from sav_router.aws import layout
+        from sav_router.aws.s3io import get_json, list_keys
+
+        if self._manifests is None:
+            found = {}
+            for obj in list_keys(self.s3, self.bucket, layout.MANIFESTS):
+                try:
+                    data = get_json(self.s3, self.bucket, obj["Key"])
+                except (ValueError, KeyError):
+                    continue
+                if isinstance(data, dict) and data.get("model_version"):
+                    found[str(data["model_version"])] = data | {"_modified": obj["LastModified"].isoformat()}
+            self._manifests = found
+        return self._manifests
+
+    def labels(self, model_version: str | None = None) -> list[str]:
+        manifests = self._all_manifests()
+        if model_version in manifests:
+            return sorted(manifests[model_version].get("labels") or [])
+        return sorted({label for data in manifests.values() for label in data.get("labels") or []})
+
+    def _runs(self) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+        from sav_router.aws import layout
+        from sav_router.aws.s3io import get_json, list_keys
+
+        runs = []
+        for obj in list_keys(self.s3, self.bucket, layout.EVALUATIONS):
+            if obj["Key"].endswith("/check/report.json"):
+                run = obj["Key"][len(layout.EVALUATIONS) :].split("/", 1)[0]
+                report = get_json(self.s3, self.bucket, obj["Key"])
+                try:
+                    comparison = get_json(self.s3, self.bucket, layout.run_paths(self.bucket, run)["comparison_key"])
+                except self.s3.exceptions.NoSuchKey:
+                    comparison = None
+                runs.append((run, report, comparison))
+        return runs
+
+    def models(self) -> list[dict[str, Any]]:
+        runs = {str(report.get("model_version")): (report, comparison) for _, report, comparison in self._runs()}
+        out = []
+        for version, data in sorted(self._all_manifests().items()):
+            report, comparison = runs.get(version, (None, None))
+            out.append(
+                {
+                    "version": version,
+                    "created_at": data.get("created_at"),
+                    "in_production": False,
+                    "check": {key: (report or {}).get(key) for key in ("accuracy", "coverage", "routed_precision")},
+                    "threshold": (data.get("policy") or {}).get("threshold"),
+                    "labels": len(data.get("labels") or []),
+                    "gate": (comparison or {}).get("gate"),
+                }
+            )
+        return out
+
+    def production_version(self) -> str | None:
+        return None  # the endpoint's live version is SageMaker's to say
+
+    def history(self) -> list[dict[str, Any]]:
+        return []
+
+    def comparison(self, version: str) -> dict[str, Any] | None:
+        for _, report, comparison in self._runs():
+            if str(report.get("model_version")) == version:
+                return comparison
+        return None
+
+    def reports(self, version: str) -> dict[str, str]:
+        return {f"check ({run})": run for run, report, _ in self._runs() if str(report.get("model_version")) == version}
+
+    def report(self, version: str, name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        for run, report, _ in self._runs():
+            if str(report.get("model_version")) == version and name == f"check ({run})":
+                return report, None
+        return None, None
+
+    def traffic(self) -> Iterator[dict[str, Any]]:
+        from sav_router.aws import layout
+        from sav_router.aws.s3io import list_keys
+
+        for obj in list_keys(self.s3, self.bucket, layout.TRAFFIC_DECISIONS):
+            day = obj["Key"][len(layout.TRAFFIC_DECISIONS) :].split("/", 1)[0].removeprefix("dt=")
+            body = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read().decode("utf-8", errors="replace")
+            for row in lenient_rows(body.splitlines()):
+                yield {"id": row.get("id"), "at": f"{day}T00:00:00+00:00", "decision": row.get("decision"), "reasons": row.get("reasons") or [], "model_version": row.get("model_version")}
+
+    def texts(self, ids: set[str]) -> dict[str, str]:
+        return {}
+
+    def audit_answers(self) -> list[dict[str, Any]]:
+        from sav_router.review.audit import s3_audit_rows
+
+        return [dict(row) for row in s3_audit_rows(self.s3, self.bucket)]
+
+    def can(self, action: str) -> bool:
+        return False
+
+    def promote(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise ActionUnavailable("on AWS a model goes to production by approving its model package (see README: How to approve a model)")
+
+    rollback = compare = promote
+
+    def start_batch(self, k: int) -> int:
+        raise ActionUnavailable("on AWS, rank a batch with `sav-router select` and annotate it in Label Studio")
