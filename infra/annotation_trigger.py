@@ -22,7 +22,7 @@ from infra.lambda_function import ProjectFunction
 from infra.policies import acknowledge, allow, read_prefix, use_key
 from infra.queues import dead_letter_queue, queue_with_dlq
 from infra.shared import Shared
-from sav_router.aws import layout
+from sav_router.core import layout
 
 DEBOUNCE = Duration.minutes(5)
 FUNCTION_TIMEOUT = Duration.seconds(120)

@@ -1,6 +1,6 @@
 """Shared foundation: the customer-managed key, the artifacts bucket, the SageMaker role and registry.
 
-Bucket prefix layout (see `sav_router.aws.layout`): annotations/, datasets/,
+Bucket prefix layout (see `sav_router.core.layout`): annotations/, datasets/,
 models/, evaluations/, traffic/. EventBridge notifications are on, so an
 annotation drop is an `Object Created` event the pipeline stack listens to.
 """
@@ -23,7 +23,7 @@ from infra.config import IMAGE_URI_ENV, ConfigError, DeploymentConfig
 from infra.lambda_function import REPO
 from infra.policies import acknowledge, acknowledge_wildcard, read_prefix, use_key, write_prefix
 from infra.shared import export_shared, model_package_group_name
-from sav_router.aws import layout
+from sav_router.core import layout
 
 IMAGE_EXCLUDES = [".git", ".venv", "node_modules", "cdk.out", "runs", "tests", "benchmarks", "**/__pycache__", "sav-router-quickstart"]
 

@@ -21,7 +21,7 @@ from infra.lambda_function import ProjectFunction
 from infra.policies import allow, read_prefix
 from infra.queues import dead_letter_queue
 from infra.shared import Shared
-from sav_router.aws import layout
+from sav_router.core import layout
 
 
 class EndpointAlarms(Construct):

@@ -16,7 +16,7 @@ from infra.lambda_function import ProjectFunction
 from infra.policies import acknowledge, allow, read_prefix, send_to, use_key, write_prefix
 from infra.queues import dead_letter_queue, encrypted_queue, queue_with_dlq
 from infra.shared import Shared
-from sav_router.aws import layout
+from sav_router.core import layout
 
 FUNCTION_TIMEOUT = Duration.seconds(60)
 

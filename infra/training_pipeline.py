@@ -22,7 +22,7 @@ from infra.lambda_function import ProjectFunction, retention
 from infra.policies import acknowledge, acknowledge_wildcard, allow, read_prefix, use_key, write_prefix
 from infra.sagemaker_jobs import TRAINING, TRANSFORM, sagemaker_job
 from infra.shared import Shared
-from sav_router.aws import layout
+from sav_router.core import layout
 
 JSONL = "application/jsonlines"
 STEP_TIMEOUT = Duration.minutes(10)

@@ -16,7 +16,6 @@ BASE_MODEL = "SAV_ROUTER_BASE_MODEL"  # HF model folder or id used when --base-m
 NUM_THREADS = "SAV_ROUTER_NUM_THREADS"  # torch intra-op threads (default: usable cores)
 DEVICE = "SAV_ROUTER_DEVICE"  # torch device for training: cpu | cuda | cuda:N (default: cuda when available)
 WORKSPACE = "SAV_ROUTER_WORKSPACE"  # local workspace folder (registry, traffic, annotations)
-LOG_LEVEL = "SAV_ROUTER_LOG_LEVEL"
 
 # The HTTP server (a SageMaker container is configured only through its environment)
 BACKEND = "SAV_ROUTER_BACKEND"  # torch | onnx | onnx-int8 (default: the bundle's recorded choice)
@@ -31,7 +30,6 @@ SM_MODEL_DIR = "SM_MODEL_DIR"
 SM_OUTPUT_DATA_DIR = "SM_OUTPUT_DATA_DIR"
 SM_CHANNEL_PREFIX = "SM_CHANNEL_"
 SM_HPS = "SM_HPS"
-SM_NUM_CPUS = "SM_NUM_CPUS"
 SAGEMAKER_BIND_TO_PORT = "SAGEMAKER_BIND_TO_PORT"
 SAGEMAKER_PROGRAM_ROOT = "SAV_ROUTER_OPT_ML"  # root of the /opt/ml layout (tests point it at a temp dir)
 

@@ -13,17 +13,19 @@ logs or metrics.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from sav_router.aws import layout
+from sav_router.core import layout
 from sav_router.aws.s3io import put_jsonl
 from sav_router.core.bundle import Manifest
+from sav_router.core.traffic import batch_name, traffic_batch
 from sav_router.core.policy import (
     decision_record,
     EMPTY_TEXT,
@@ -260,8 +262,9 @@ class TrafficLog:
         if not requests:
             return None
         now = now or datetime.now(timezone.utc)
-        name = f"{now.strftime('%H%M%S')}-{uuid.uuid4().hex}.jsonl"
-        day = layout.traffic_day(now)
-        put_jsonl(self.s3, self.bucket, f"{layout.TRAFFIC_REQUESTS}{day}{name}", ({"id": r.id, "text": r.text} for r in requests))
-        put_jsonl(self.s3, self.bucket, f"{layout.TRAFFIC_DECISIONS}{day}{name}", records)
+        name = batch_name(now)
+        request_rows, decision_rows = traffic_batch([(r.id, r.text) for r in requests], records, received_at=now)
+        requests_key, decisions_key = layout.traffic_keys(now, name)
+        put_jsonl(self.s3, self.bucket, requests_key, request_rows)
+        put_jsonl(self.s3, self.bucket, decisions_key, decision_rows)  # last, as locally: the batch's commit mark
         return name

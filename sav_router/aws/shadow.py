@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sav_router.aws import layout
+from sav_router.core import layout
 from sav_router.aws.s3io import get_json, get_jsonl, list_keys, put_json, put_jsonl
 from sav_router.loop.comparison import compare_decisions
 

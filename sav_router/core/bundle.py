@@ -13,14 +13,16 @@ Pure Python (json only): the routing Lambda reads thresholds from a manifest.
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sav_router import __version__
+from sav_router.core.jsonio import write_json_atomic
+from sav_router.core.names import InvalidName, check_name, check_relative
 from sav_router.core.policy import RoutingPolicy
 
 FORMAT_NAME = "sav-router-bundle"
@@ -112,9 +114,28 @@ class Manifest:
             raise BundleError(f"{source}: invalid manifest field: {exc}") from exc
         if not labels or len(set(labels)) != len(labels):
             raise BundleError(f"{source}: labels must be a non-empty list without duplicates")
-        if manifest.temperature <= 0:
-            raise BundleError(f"{source}: temperature must be > 0")
+        if not math.isfinite(manifest.temperature) or manifest.temperature <= 0:
+            raise BundleError(f"{source}: temperature must be a finite number > 0, got {manifest.temperature!r}")
+        if isinstance(data.get("max_length", 64), bool) or manifest.max_length < 1:
+            raise BundleError(f"{source}: max_length must be a positive integer, got {data.get('max_length')!r}")
+        try:
+            check_name(manifest.model_version, "model version")
+            for entry in bundle_files(manifest):
+                check_relative(entry, "bundle file")
+        except InvalidName as exc:
+            raise BundleError(f"{source}: {exc}") from None
         return manifest
+
+
+def bundle_files(manifest: Manifest) -> list[str]:
+    """The file names a manifest points at (each must be a plain name inside the bundle)."""
+    names = []
+    if manifest.ood:
+        names.append(manifest.ood.get("file", OOD_FILE))
+    onnx = manifest.serving.get("onnx") if isinstance(manifest.serving, Mapping) else None
+    if isinstance(onnx, Mapping) and isinstance(onnx.get("files"), Mapping):
+        names.extend(onnx["files"].values())
+    return names
 
 
 def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
@@ -124,17 +145,11 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
         raise BundleError(f"{bundle_dir}: no {MANIFEST_NAME} (not a sav-router model bundle)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BundleError(f"{path}: unreadable manifest: {exc}") from exc
     return Manifest.from_dict(data, source=str(path))
 
 
 def write_manifest(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> Path:
     """Write `router.json` atomically (a reader never sees half a manifest)."""
-    path = Path(bundle_dir) / MANIFEST_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-        json.dump(manifest.to_dict(), handle, indent=2, sort_keys=False)
-        handle.write("\n")
-    os.replace(handle.name, path)
-    return path
+    return write_json_atomic(Path(bundle_dir) / MANIFEST_NAME, manifest.to_dict())

@@ -230,13 +230,3 @@ def decide(
         ood_score=ood_score,
     )
 
-
-def softmax(logits: Sequence[float], temperature: float = 1.0) -> list[float]:
-    """Temperature-scaled softmax in pure Python (for re-scoring raw logits)."""
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0")
-    scaled = [float(x) / temperature for x in logits]
-    top = max(scaled)
-    exps = [math.exp(x - top) for x in scaled]
-    total = sum(exps)
-    return [x / total for x in exps]

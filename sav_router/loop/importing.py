@@ -31,7 +31,8 @@ from sav_router.data.annotations import (
     write_rejects,
 )
 from sav_router.data.labelstudio import is_export, read_export
-from sav_router.loop.workspace import Workspace, append_jsonl, stamp
+from sav_router.core.jsonio import append_jsonl
+from sav_router.loop.workspace import Workspace, stamp
 
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_]+$")  # no "-": it separates stamp, source and split
 

