@@ -47,6 +47,7 @@ policies = PolicyStore(
     ssm=ssm,
     overrides_parameter=os.environ.get("OVERRIDES_PARAMETER") or None,
     ttl_seconds=float(os.environ.get("OVERRIDES_TTL_SECONDS", "60")),
+    on_refused=lambda reason: metrics.add_metric(name="OverridesRefused", unit=MetricUnit.Count, value=1),
 )
 team_queues: dict[str, str] = json.loads(os.environ["TEAM_QUEUES"])
 dispatcher = Dispatcher(
