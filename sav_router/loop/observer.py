@@ -63,6 +63,8 @@ def logged_decisions(workspace: Workspace, *, clean: bool = False) -> set[str]:
     for path in decisions.rglob("*.jsonl") if decisions.is_dir() else []:
         done |= _ids(path)
     if clean:
+        for stale in decisions.rglob("*.tmp") if decisions.is_dir() else []:
+            stale.unlink()  # a decisions file never renamed into place: its batch is routed again
         for prefix in (layout.TRAFFIC_REQUESTS, layout.TRAFFIC_OBSERVER):
             folder = workspace.root / prefix
             for path in folder.rglob("*") if folder.is_dir() else []:
