@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from sav_router.review.items import AUDIT_SOURCE, REVIEW_SOURCE, ItemError, ReviewItem, parse_item, read_rows_lenient
 from sav_router.core import layout
-from sav_router.core.jsonio import append_jsonl
+from sav_router.core.jsonio import append_jsonl, locked
 from sav_router.loop.workspace import Workspace, stamp, utc_now
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,13 @@ class LocalReviewQueue:
         append_jsonl(self.progress_path, [{"id": item.id, "status": status, "at": utc_now().isoformat(timespec="seconds"), "session": self.session}])
 
     def ack(self, item: ReviewItem, row: Mapping[str, Any]) -> None:
-        append_jsonl(self.drop_path(row), [row])  # the answer first (fsynced) ...
-        self._progress(item, ANSWERED)  # ... then "done"
+        # Under the progress lock: two reviewers (two processes) on one workspace never both store an answer.
+        with locked(self.progress_path):
+            if any(r.get("id") == item.id and r.get("status") == ANSWERED for r in read_rows_lenient(self.progress_path)):
+                log.warning("review item %s was answered meanwhile in another session; this answer is not stored", item.id)
+            else:
+                append_jsonl(self.drop_path(row), [row])  # the answer first (fsynced) ...
+                self._progress(item, ANSWERED)  # ... then "done"
         self._answered.add(item.id)
 
     def skip(self, item: ReviewItem) -> None:
