@@ -74,3 +74,9 @@ def test_truncated_or_foreign_weights_are_a_bundle_error_naming_the_file_exit_2(
     requests.write_text('{"id": "1", "text": "where is my parcel"}\n')
     assert main(["predict", str(bundle), str(requests), "--output", str(tmp_path / "out.jsonl")]) == 2
     assert name in capsys.readouterr().err
+
+
+def test_train_refuses_a_max_length_above_the_base_models_positions(tiny_base_model, toy_annotations, tmp_path, capsys):
+    code = main(["train", str(toy_annotations), "--base-model", tiny_base_model, "--max-length", "100", "--output", str(tmp_path / "b"), "--quiet"])
+    assert code == 2 and "exceeds the base model's 64 positions" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "router.json").exists()
