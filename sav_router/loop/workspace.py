@@ -27,7 +27,7 @@ from sav_router import env
 from sav_router.core import layout
 from sav_router.core.bundle import BundleError, Manifest, read_manifest
 from sav_router.core.jsonio import append_jsonl, locked, write_json_atomic  # noqa: F401 - append_jsonl re-exported
-from sav_router.core.names import InvalidName, check_name, copy_tree_without_links
+from sav_router.core.names import InvalidName, check_name, copy_tree_without_links, inside
 
 PREFIXES = tuple(prefix.rstrip("/") for prefix in layout.WORKSPACE_PREFIXES)
 REGISTRY = layout.REGISTRY
@@ -95,7 +95,7 @@ class Workspace:
         return self
 
     def path(self, prefix: str, *parts: str) -> Path:
-        """`root/prefix/parts...`; parts are trusted (callers build them), versions go through `model_dir`."""
+        """`root/prefix/parts...` for names the code builds; a model version from outside goes through `model_dir`."""
         if prefix not in PREFIXES:
             raise ValueError(f"unknown workspace prefix {prefix!r}")
         return self.root.joinpath(prefix, *parts)
@@ -122,10 +122,9 @@ class Workspace:
 
     def model_dir(self, version: str) -> Path:
         try:
-            check_name(version, "model version")
+            path = inside(self.path("models"), version, what="model version")  # a plain name, and no link out of models/
         except InvalidName as exc:
             raise RegistryError(str(exc)) from None
-        path = self.path("models", version)
         if not (path / "router.json").is_file():
             raise RegistryError(f"unknown model version {version!r} in {self.root / 'models'}")
         return path

@@ -110,3 +110,12 @@ def test_a_corrupt_registry_is_an_error_naming_the_file(tmp_path, content):
     for operation in (workspace.production_version, lambda: workspace.promote("v1"), workspace.rollback, workspace.models):
         with pytest.raises(RegistryError, match="registry.json"):
             operation()
+
+
+def test_a_version_folder_that_links_out_of_models_is_not_served(tmp_path):
+    workspace = Workspace(tmp_path / "ws").ensure()
+    elsewhere = bundle(tmp_path, "v9")
+    (workspace.root / "models" / "v9").symlink_to(elsewhere, target_is_directory=True)
+    assert workspace.models() == []
+    with pytest.raises(RegistryError, match="outside"):
+        workspace.promote("v9")
