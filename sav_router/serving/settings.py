@@ -29,7 +29,8 @@ class ServeSettings:
     max_concurrent_transforms: int = 2  # overlaps parsing/network with the model call
     batch_strategy: str = "MULTI_RECORD"
     # Limits one client cannot exceed (issue 11): a 6 MB Batch Transform payload of typical
-    # requests (60-200 bytes a line) is 30,000-100,000 lines, within both defaults.
+    # requests (85-200 bytes a line) is 30,000-75,000 lines, within both defaults; lines under
+    # about 63 bytes would need a higher max_instances or a smaller MaxPayloadInMB.
     max_instances: int = 100_000
     max_tokens: int = 6_400_000  # 100,000 requests of 64 tokens
     deadline_s: float = 600.0  # Batch Transform's default invocation timeout; real-time callers give up at 60 s

@@ -94,15 +94,25 @@ def test_too_many_instances_is_a_json_413(server):
 
 
 def test_batch_transform_payload_of_json_lines_still_works(server):
-    # SplitType=Line, BatchStrategy=MultiRecord: a 1 MB mini-batch of lines, one answer line per input line
+    # SplitType=Line, BatchStrategy=MultiRecord: a mini-batch of lines, one answer line per input line, in order
     texts = make_texts("warranty", 150, seed=5)
-    lines = "".join(json.dumps({"id": i, "text": texts[i % len(texts)]}) + "\n" for i in range(20_000))
-    assert 0.9e6 < len(lines.encode()) < 1.5e6
+    lines = "".join(json.dumps({"id": i, "text": texts[i % len(texts)]}) + "\n" for i in range(5_000))
     response = httpx.post(f"{server['base']}/invocations", content=lines, headers={"Content-Type": "application/jsonlines"}, timeout=60)
-    if response.status_code == 504:
-        pytest.skip("this machine is too busy to answer 20,000 lines within the test's 10 s deadline")
     answer = response.text.splitlines()
-    assert response.status_code == 200 and len(answer) == 20_000 and json.loads(answer[-1])["id"] == 19_999
+    assert response.status_code == 200 and len(answer) == 5_000 and [json.loads(line)["id"] for line in answer] == list(range(5_000))
+
+
+@pytest.mark.parametrize("line_bytes", [85, 200])
+def test_a_full_6mb_batch_transform_payload_is_within_the_default_limits(line_bytes):
+    # MaxPayloadInMB=6 (the pipeline's transform): lines of 85-200 bytes (Banking77 averages about 85) pass the default limits
+    from sav_router.serving.app import parse_checked
+    from sav_router.serving.protocol import JSONLINES
+    from sav_router.serving.settings import MB, ServeSettings
+
+    line = json.dumps({"id": "000000", "text": "x" * (line_bytes - 29)}) + "\n"
+    body = (line * (6 * MB // len(line))).encode()
+    parsed = parse_checked(body, JSONLINES, ServeSettings(), max_length=64)
+    assert len(parsed.items) == 6 * MB // len(line) and all(item.error is None for item in parsed.items)
 
 
 def raw(port: int, data: bytes, *, wait: float = 2.0) -> bytes:
