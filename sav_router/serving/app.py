@@ -5,7 +5,8 @@ POST /invocations           decisions for JSON or JSON Lines requests (see `prot
 GET /execution-parameters   what Batch Transform should send us
 
 Every client error is a 4xx with a JSON body {"error", "code"}; a 5xx means
-a bug or a broken model, never bad input. Limits one client cannot exceed
+a bug or a broken model, never bad input (except the 504 of a request that
+outlives its deadline: too much work, not malformed). Limits one client cannot exceed
 (`ServeSettings`): body size (413), instances and tokens per request (413), body
 read time (408), a deadline per request (504); a request whose client went away
 is dropped and its remaining model work cancelled. Parsing, checking and encoding
