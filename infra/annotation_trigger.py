@@ -24,7 +24,7 @@ from infra.lambda_function import ProjectFunction
 from infra.policies import acknowledge, allow, read_prefix, use_key
 from infra.queues import dead_letter_queue, queue_with_dlq
 from infra.shared import Shared
-from sav_router.aws import layout
+from sav_router.core import layout
 from sav_router.aws.settings import GateSettings
 
 DEBOUNCE = Duration.minutes(5)

@@ -1,6 +1,6 @@
 """Shared foundation: the customer-managed key, the artifacts bucket, the SageMaker role and registry.
 
-Bucket prefix layout (see `sav_router.aws.layout`): annotations/, datasets/,
+Bucket prefix layout (see `sav_router.core.layout`): annotations/, datasets/,
 models/, evaluations/, traffic/. EventBridge notifications are on, so an
 annotation drop is an `Object Created` event the pipeline stack listens to.
 """
@@ -21,7 +21,7 @@ from constructs import Construct
 from infra.config import DeploymentConfig
 from infra.policies import acknowledge, acknowledge_wildcard, read_prefix, use_key, write_prefix
 from infra.shared import export_shared, model_package_group_name, rollback_alarm_names, traffic_reader_role_name
-from sav_router.aws import layout
+from sav_router.core import layout
 
 
 _ECR_URI = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>[^:@]+)")

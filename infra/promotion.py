@@ -29,7 +29,7 @@ from infra.event_targets import QueueTarget
 from infra.policies import acknowledge, allow, read_prefix, use_key
 from infra.queues import dead_letter_queue, encrypted_queue
 from infra.shared import Shared, rollback_alarm_names
-from sav_router.aws import layout
+from sav_router.core import layout
 from sav_router.aws.settings import PromotionSettings
 
 

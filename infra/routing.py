@@ -15,8 +15,8 @@ from infra.config import DeploymentConfig
 from infra.lambda_function import ProjectFunction
 from infra.policies import acknowledge, allow, read_prefix, send_to, use_key, write_prefix
 from infra.queues import dead_letter_queue, encrypted_queue, queue_with_dlq
-from infra.shared import Shared
-from sav_router.aws import layout
+from infra.shared import Shared, overrides_parameter_name
+from sav_router.core import layout
 from sav_router.aws.settings import RoutingSettings
 
 FUNCTION_TIMEOUT = Duration.seconds(60)
@@ -39,7 +39,7 @@ class RoutingService(Construct):
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.overrides = ssm.StringParameter(
-            self, "Overrides", parameter_name=f"/{config.prefix}/routing-overrides", string_value="{}",
+            self, "Overrides", parameter_name=overrides_parameter_name(config), string_value="{}",
             description="Operator overrides that tighten routing without a redeploy: JSON {threshold, margin, ood_threshold}; {\"threshold\": 1.01} stops routing",
         )
         self.endpoint_arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:endpoint/{config.endpoint.name}"

@@ -44,6 +44,11 @@ def rollback_alarm_names(config: DeploymentConfig) -> tuple[str, str]:
     return f"{config.prefix}-endpoint-5xx", f"{config.prefix}-endpoint-latency-p99"
 
 
+def overrides_parameter_name(config: DeploymentConfig) -> str:
+    """The SSM parameter of the operator overrides: read by the routing function and by the shadow comparison."""
+    return f"/{config.prefix}/routing-overrides"
+
+
 def traffic_reader_role_name(config: DeploymentConfig, region: str) -> str:
     """The one role allowed to read traffic/ (the observer-mode step), named so the foundation's bucket policy can name it.
 

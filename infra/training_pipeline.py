@@ -21,8 +21,8 @@ from infra.config import DeploymentConfig
 from infra.lambda_function import ProjectFunction, retention
 from infra.policies import acknowledge, acknowledge_wildcard, allow, read_prefix, use_key, write_prefix
 from infra.sagemaker_jobs import TRAINING, TRANSFORM, sagemaker_job
-from infra.shared import Shared, traffic_reader_role_name
-from sav_router.aws import layout
+from infra.shared import Shared, overrides_parameter_name, traffic_reader_role_name
+from sav_router.core import layout
 from sav_router.aws.settings import DatasetSettings, EvaluateSettings, FunctionSettings, ShadowCompareSettings, ShadowPrepareSettings
 
 JSONL = "application/jsonlines"
@@ -73,7 +73,9 @@ class TrainingPipeline(Construct):
                                                                    max_shadow_requests=config.max_shadow_requests),
                                              "sav-router pipeline: recent production traffic for observer mode",
                                              role_name=traffic_reader_role_name(config, Stack.of(self).region)),  # the one reader of traffic/ (bucket policy)
-            "shadow_compare": self._function(ShadowCompareSettings(artifacts_bucket=bucket.bucket_name, approval_mode=config.approval_mode),
+            "shadow_compare": self._function(ShadowCompareSettings(artifacts_bucket=bucket.bucket_name, approval_mode=config.approval_mode,
+                                                                   overrides_parameter=overrides_parameter_name(config),
+                                                                   teams_with_queue=sorted(config.teams)),
                                              "sav-router pipeline: candidate vs production decisions on logged traffic"),
         }
         grants = {
@@ -89,6 +91,11 @@ class TrainingPipeline(Construct):
             for prefix in writes:
                 write_prefix(fn, role, bucket.bucket_arn, prefix)
             use_key(fn, self.key)
+        # The shadow comparison re-decides the candidate with the routing function's overrides (core.policy.redecide).
+        stack = Stack.of(self)
+        compare = functions["shadow_compare"]
+        allow(compare.function, compare.role, ["ssm:GetParameter"],
+              [f"arn:{stack.partition}:ssm:{stack.region}:{stack.account}:parameter{overrides_parameter_name(config)}"])
         return functions
 
     def _grant_state_machine(self) -> None:

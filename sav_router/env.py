@@ -24,6 +24,12 @@ MAX_PAYLOAD_MB = "SAV_ROUTER_MAX_PAYLOAD_MB"
 MAX_BATCH_SIZE = "SAV_ROUTER_MAX_BATCH_SIZE"
 MAX_WAIT_MS = "SAV_ROUTER_MAX_WAIT_MS"
 MAX_CONCURRENT_TRANSFORMS = "SAV_ROUTER_MAX_CONCURRENT_TRANSFORMS"
+MAX_INSTANCES = "SAV_ROUTER_MAX_INSTANCES"  # requests (instances or lines) in one POST
+MAX_TOKENS = "SAV_ROUTER_MAX_TOKENS"  # token budget of one POST (upper bound: characters + 2 per text, capped at max_length)
+DEADLINE_S = "SAV_ROUTER_DEADLINE_S"  # seconds one POST may take before a 504 (its remaining work is dropped)
+HEADER_TIMEOUT_S = "SAV_ROUTER_HEADER_TIMEOUT_S"  # a connection must send its request headers within this
+BODY_TIMEOUT_S = "SAV_ROUTER_BODY_TIMEOUT_S"  # and its body within this (408 otherwise)
+MAX_CONNECTIONS = "SAV_ROUTER_MAX_CONNECTIONS"  # open connections; beyond, the oldest idle one is closed
 
 # SageMaker training and serving contract
 SM_MODEL_DIR = "SM_MODEL_DIR"
@@ -37,6 +43,7 @@ SAGEMAKER_PROGRAM_ROOT = "SAV_ROUTER_OPT_ML"  # root of the /opt/ml layout (test
 ENDPOINT_NAME = "ENDPOINT_NAME"
 ARTIFACTS_BUCKET = "ARTIFACTS_BUCKET"
 TEAM_QUEUES = "TEAM_QUEUES"  # JSON {team: queue URL}
+TEAMS_WITH_QUEUE = "TEAMS_WITH_QUEUE"  # JSON [team, ...]
 REVIEW_QUEUE_URL = "REVIEW_QUEUE_URL"
 INTAKE_DLQ_URL = "INTAKE_DLQ_URL"
 IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"

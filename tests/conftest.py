@@ -38,6 +38,13 @@ def make_texts(label: str, n: int, seed: int) -> list[str]:
     return sorted(texts)
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSONL file written by the project (a missing file has none)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path

@@ -48,6 +48,7 @@ policies = PolicyStore(
     ssm=ssm,
     overrides_parameter=settings.overrides_parameter,
     ttl_seconds=settings.overrides_ttl_seconds,
+    on_refused=lambda reason: metrics.add_metric(name=metric_names.OVERRIDES_REFUSED, unit=MetricUnit.Count, value=1),
 )
 team_queues: dict[str, str] = settings.team_queues
 dispatcher = Dispatcher(

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sav_router.aws import layout
+from sav_router.core import layout
 from sav_router.training.sagemaker import DATA_SUFFIXES
 
 GATE_KEY = "gate"

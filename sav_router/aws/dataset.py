@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sav_router.aws import layout
+from sav_router.core import layout
 from sav_router.aws.s3io import list_keys, put_json, put_jsonl
 from sav_router.data.annotations import CHECK, NoValidDataError, load_annotations
 from sav_router.training.sagemaker import DATA_SUFFIXES

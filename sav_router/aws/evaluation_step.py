@@ -17,7 +17,7 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sav_router.aws import layout
+from sav_router.core import layout
 from sav_router.aws.gate import quality_gate
 from sav_router.aws.s3io import get_json, get_jsonl, put_json
 from sav_router.core.bundle import MANIFEST_NAME, Manifest

@@ -14,6 +14,7 @@ ROUTED = "Routed"
 ESCALATED = "Escalated"
 MALFORMED = "Malformed"
 MODEL_UNAVAILABLE = "ModelUnavailable"
+OVERRIDES_REFUSED = "OverridesRefused"  # an operator override refused when read (the last good one is kept)
 
 
 def escalation_metric(reason: str) -> str:

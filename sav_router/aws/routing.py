@@ -13,29 +13,30 @@ logs or metrics.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sav_router.aws import layout
+from sav_router.core import layout
 from sav_router.aws.s3io import put_jsonl
 from sav_router.core.bundle import Manifest
+from sav_router.core.traffic import batch_name, traffic_batch
 from sav_router.core.policy import (
-    decision_record,
     EMPTY_TEXT,
-    MODEL_UNAVAILABLE,
-    NO_TEAM_FOR_LABEL,
     ROUTE,
-    Decision,
+    OverrideError,
     RoutingPolicy,
-    decide,
+    decision_record,
     escalation,
+    parse_overrides,
+    redecide,
 )
 
+log = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 20_000  # far above any real request; bounds the endpoint payload
 
 
@@ -66,7 +67,19 @@ def parse_request(message_id: str, body: str) -> IntakeRequest:
         raise MalformedMessage("missing or non-string 'text'")
     if len(text) > MAX_TEXT_CHARS:
         raise MalformedMessage(f"'text' longer than {MAX_TEXT_CHARS} characters")
+    for name, value in (("id", str(request_id)), ("text", text)):
+        if not _encodable(value):
+            # It would fail the whole batch's endpoint payload later: refused alone, here.
+            raise MalformedMessage(f"'{name}' is not valid Unicode (lone surrogate)")
     return IntakeRequest(message_id=message_id, id=str(request_id), text=text)
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ModelUnavailable(RuntimeError):
@@ -102,6 +115,10 @@ class PolicyStore:
     Overrides are a JSON object in an SSM parameter, e.g.
     `{"threshold": 0.9, "margin": 0.2, "ood_threshold": 12.0}`; `{"threshold": 1.01}`
     stops all routing. They can only make routing stricter (`RoutingPolicy.tightened`).
+    A value that cannot be applied (`{"margin": 1.5}`, NaN, a typo'd key) is refused when
+    read (`core.policy.parse_overrides`): logged, counted in `refused_overrides`, reported
+    to `on_refused` (the handler's metric), and the last good overrides stay in force;
+    with none ever read, requests escalate (`model_unavailable`), never lost.
     """
 
     def __init__(
@@ -113,6 +130,7 @@ class PolicyStore:
         overrides_parameter: str | None,
         ttl_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.s3, self.bucket, self.ssm = s3, bucket, ssm
         self.overrides_parameter = overrides_parameter
@@ -121,6 +139,8 @@ class PolicyStore:
         self._policies: dict[str, RoutingPolicy] = {}
         self._overrides: dict[str, float] | None = None
         self._overrides_at = -float("inf")
+        self.on_refused = on_refused
+        self.refused_overrides = 0
 
     def _base_policy(self, model_version: str) -> RoutingPolicy | None:
         if model_version not in self._policies:
@@ -142,13 +162,17 @@ class PolicyStore:
             return self._overrides
         try:
             raw = self.ssm.get_parameter(Name=self.overrides_parameter)["Parameter"]["Value"]
-            data = json.loads(raw) if raw.strip() else {}
-            if not isinstance(data, dict):
-                raise ValueError("overrides must be a JSON object")
-            self._overrides = {k: float(data[k]) for k in ("threshold", "margin", "ood_threshold") if data.get(k) is not None}
-            self._overrides_at = self.clock()
-        except Exception:  # noqa: BLE001 - keep the last known overrides
-            pass
+        except Exception:  # noqa: BLE001 - SSM unavailable: keep the last known overrides
+            return self._overrides
+        try:
+            self._overrides = parse_overrides(json.loads(raw) if raw.strip() else {})
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and OverrideError are ValueErrors
+            reason = str(exc) if isinstance(exc, OverrideError) else "overrides are not valid JSON"
+            self.refused_overrides += 1
+            log.error("operator overrides in %s refused (%s); keeping the last good ones", self.overrides_parameter, reason)
+            if self.on_refused is not None:
+                self.on_refused(reason)
+        self._overrides_at = self.clock()  # a refused value is not re-read (and re-alarmed) on every request
         return self._overrides
 
     def policy_for(self, model_version: str | None) -> RoutingPolicy | None:
@@ -168,30 +192,11 @@ def decide_request(
     *,
     teams_with_queue: frozenset[str],
 ) -> dict[str, Any]:
-    """The decision record for one request (the `decision_record` format of the CLI)."""
+    """The decision record for one request (the `decision_record` format of the CLI), by `redecide`."""
     if not request.text.strip():
         return decision_record(request.id, escalation(EMPTY_TEXT), {})
-    if prediction is None or "error" in prediction or not isinstance(prediction.get("scores"), Mapping) or not prediction["scores"]:
-        version = None if prediction is None else prediction.get("model_version")
-        return decision_record(request.id, escalation(MODEL_UNAVAILABLE, model_version=version), {})
-    version = prediction.get("model_version")
-    policy = policies.policy_for(version)
-    if policy is None:
-        return decision_record(request.id, escalation(MODEL_UNAVAILABLE, model_version=version), {})
-    scores = {str(k): float(v) for k, v in prediction["scores"].items()}
-    ood = prediction.get("ood_score")
-    try:
-        decision = decide(scores, policy, ood_score=None if ood is None else float(ood), model_version=version)
-    except (TypeError, ValueError):
-        return decision_record(request.id, escalation(MODEL_UNAVAILABLE, model_version=version), {})
-    if decision.routed and decision.team not in teams_with_queue:
-        decision = _no_queue(decision)
-    return decision_record(request.id, decision, scores)
-
-
-def _no_queue(decision: Decision) -> Decision:
-    # A team the deployment has no queue for: a human decides, it is not dropped.
-    return replace(decision, decision="escalate", reasons=(*decision.reasons, NO_TEAM_FOR_LABEL))
+    version = prediction.get("model_version") if isinstance(prediction, Mapping) else None
+    return redecide(prediction, policies.policy_for(version), teams_with_queue, record_id=request.id)
 
 
 class Dispatcher:
@@ -260,8 +265,9 @@ class TrafficLog:
         if not requests:
             return None
         now = now or datetime.now(timezone.utc)
-        name = f"{now.strftime('%H%M%S')}-{uuid.uuid4().hex}.jsonl"
-        day = layout.traffic_day(now)
-        put_jsonl(self.s3, self.bucket, f"{layout.TRAFFIC_REQUESTS}{day}{name}", ({"id": r.id, "text": r.text} for r in requests))
-        put_jsonl(self.s3, self.bucket, f"{layout.TRAFFIC_DECISIONS}{day}{name}", records)
+        name = batch_name(now)
+        request_rows, decision_rows = traffic_batch([(r.id, r.text) for r in requests], records, received_at=now)
+        requests_key, decisions_key = layout.traffic_keys(now, name)
+        put_jsonl(self.s3, self.bucket, requests_key, request_rows)
+        put_jsonl(self.s3, self.bucket, decisions_key, decision_rows)  # last, as locally: the batch's commit mark
         return name

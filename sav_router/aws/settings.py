@@ -118,6 +118,9 @@ class ShadowCompareSettings(FunctionSettings):
     function: ClassVar[str] = "shadow_compare"
     artifacts_bucket: str = _var(env.ARTIFACTS_BUCKET)
     approval_mode: str = _var(env.APPROVAL_MODE)
+    # the routing Lambda's overrides and the teams that have a queue: the candidate is re-decided as production was
+    overrides_parameter: str | None = _var(env.OVERRIDES_PARAMETER, None)
+    teams_with_queue: list[str] = _var(env.TEAMS_WITH_QUEUE, [], codec=_JSON)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,6 +5,11 @@ The routing Lambda logs each batch's requests and decisions under
 recent days are gathered into one Batch Transform input (latest decision per
 request id), and after the transform the core `compare_decisions` measures
 flips and, on requests a human has since labeled, precision and coverage.
+
+The candidate's raw container answers are re-decided by the same `redecide` as
+production's (the routing Lambda): its own policy from `models/manifests/`,
+tightened by the same operator overrides, and the same teams with a queue, so
+an active override gives neither side coverage for free.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sav_router.aws import layout
+from sav_router.core import layout
+from sav_router.aws.routing import PolicyStore
 from sav_router.aws.s3io import get_json, get_jsonl, list_keys, put_json, put_jsonl
+from sav_router.core.policy import redecide
 from sav_router.loop.comparison import compare_decisions
 
 APPROVED = "Approved"
@@ -50,10 +57,23 @@ def approval_status(mode: str, *, shadow_passed: bool | None) -> str:
     return APPROVED if mode == "auto" and shadow_passed is not False else PENDING
 
 
-def compare_shadow(s3: Any, bucket: str, run_id: str, *, approval_mode: str) -> dict[str, Any]:
+def compare_shadow(
+    s3: Any,
+    bucket: str,
+    run_id: str,
+    *,
+    approval_mode: str,
+    policies: PolicyStore | None = None,
+    teams_with_queue: frozenset[str] | None = None,
+) -> dict[str, Any]:
+    """`policies` should be the routing Lambda's (same SSM overrides); default: the manifests' policies, no overrides."""
+    policies = policies or PolicyStore(s3=s3, bucket=bucket, ssm=None, overrides_parameter=None)
     paths = layout.run_paths(bucket, run_id)
     production = get_jsonl(s3, bucket, paths["shadow_production_key"])
-    candidate = get_jsonl(s3, bucket, paths["shadow_output_key"])
+    candidate = [
+        redecide(answer, policies.policy_for(answer.get("model_version")), teams_with_queue)
+        for answer in get_jsonl(s3, bucket, paths["shadow_output_key"])
+    ]
     gold: Mapping[str, str] = get_json(s3, bucket, paths["gold_by_id_key"])
     report = compare_decisions(production, candidate, gold)
     put_json(s3, bucket, paths["comparison_key"], report)

@@ -13,14 +13,17 @@ Pure Python (json only): the routing Lambda reads thresholds from a manifest.
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sav_router import __version__
+from sav_router.core.jsonio import write_json_atomic
+from sav_router.core.names import InvalidName, check_name, check_relative
 from sav_router.core.policy import RoutingPolicy
 
 FORMAT_NAME = "sav-router-bundle"
@@ -112,9 +115,28 @@ class Manifest:
             raise BundleError(f"{source}: invalid manifest field: {exc}") from exc
         if not labels or len(set(labels)) != len(labels):
             raise BundleError(f"{source}: labels must be a non-empty list without duplicates")
-        if manifest.temperature <= 0:
-            raise BundleError(f"{source}: temperature must be > 0")
+        if not math.isfinite(manifest.temperature) or manifest.temperature <= 0:
+            raise BundleError(f"{source}: temperature must be a finite number > 0, got {manifest.temperature!r}")
+        if isinstance(data.get("max_length", 64), bool) or manifest.max_length < 1:
+            raise BundleError(f"{source}: max_length must be a positive integer, got {data.get('max_length')!r}")
+        try:
+            check_name(manifest.model_version, "model version")
+            for entry in bundle_files(manifest):
+                check_relative(entry, "bundle file")
+        except InvalidName as exc:
+            raise BundleError(f"{source}: {exc}") from None
         return manifest
+
+
+def bundle_files(manifest: Manifest) -> list[str]:
+    """The file names a manifest points at (each must be a plain name inside the bundle)."""
+    names = []
+    if manifest.ood:
+        names.append(manifest.ood.get("file", OOD_FILE))
+    onnx = manifest.serving.get("onnx") if isinstance(manifest.serving, Mapping) else None
+    if isinstance(onnx, Mapping) and isinstance(onnx.get("files"), Mapping):
+        names.extend(onnx["files"].values())
+    return names
 
 
 def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
@@ -124,17 +146,69 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
         raise BundleError(f"{bundle_dir}: no {MANIFEST_NAME} (not a sav-router model bundle)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BundleError(f"{path}: unreadable manifest: {exc}") from exc
     return Manifest.from_dict(data, source=str(path))
 
 
 def write_manifest(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> Path:
     """Write `router.json` atomically (a reader never sees half a manifest)."""
-    path = Path(bundle_dir) / MANIFEST_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-        json.dump(manifest.to_dict(), handle, indent=2, sort_keys=False)
-        handle.write("\n")
-    os.replace(handle.name, path)
-    return path
+    return write_json_atomic(Path(bundle_dir) / MANIFEST_NAME, manifest.to_dict())
+
+
+ENCODER_CONFIG = "config.json"
+ENCODER_WEIGHTS = "model.safetensors"
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+
+
+def check_safetensors(path: Path) -> None:
+    """A whole safetensors file: its header parses and its tensors end where the file ends.
+
+    Catches a truncated copy or a file of another format (a pickle renamed) before any
+    loader sees it, with the file named; reads the header only.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise BundleError(f"{path}: not a safetensors file (truncated header)")
+            (length,) = struct.unpack("<Q", prefix)
+            if length > min(size - 8, 100_000_000):
+                raise BundleError(f"{path}: not a safetensors file (header length {length} for {size} bytes)")
+            header = json.loads(handle.read(length).decode("utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, BundleError):
+            raise
+        raise BundleError(f"{path}: not a safetensors file ({type(exc).__name__})") from None
+    if not isinstance(header, dict):
+        raise BundleError(f"{path}: not a safetensors file (header is not an object)")
+    try:
+        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise BundleError(f"{path}: not a safetensors file (bad tensor entry)") from None
+    if 8 + length + end != size:
+        raise BundleError(f"{path}: truncated or padded safetensors file ({size} bytes, header says {8 + length + end})")
+
+
+def check_bundle_files(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> None:
+    """Every file the router will load is there and whole, or a BundleError naming it (before torch runs)."""
+    folder = Path(bundle_dir)
+    config_path = folder / ENCODER_CONFIG
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{config_path}: missing (the encoder's Hugging Face config)") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BundleError(f"{config_path}: unreadable ({type(exc).__name__})") from None
+    positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    if isinstance(positions, int) and manifest.max_length > positions:
+        raise BundleError(f"{folder / MANIFEST_NAME}: max_length {manifest.max_length} exceeds the encoder's {positions} positions ({config_path})")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise BundleError(f"{folder}: no tokenizer vocabulary (expected one of {', '.join(TOKENIZER_FILES)})")
+    check_safetensors(folder / ENCODER_WEIGHTS)
+    check_safetensors(folder / HEAD_FILE)
+    if manifest.ood:
+        check_safetensors(folder / manifest.ood.get("file", OOD_FILE))

@@ -231,12 +231,69 @@ def decide(
     )
 
 
-def softmax(logits: Sequence[float], temperature: float = 1.0) -> list[float]:
-    """Temperature-scaled softmax in pure Python (for re-scoring raw logits)."""
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0")
-    scaled = [float(x) / temperature for x in logits]
-    top = max(scaled)
-    exps = [math.exp(x - top) for x in scaled]
-    total = sum(exps)
-    return [x / total for x in exps]
+# -- operator overrides and the one re-decision --------------------------------
+OVERRIDE_KEYS = ("threshold", "margin", "ood_threshold")
+
+
+class OverrideError(ValueError):
+    """Operator overrides that cannot be applied (refused when read; the last good ones stay)."""
+
+
+def parse_overrides(data: Any) -> dict[str, float]:
+    """Validate overrides `{"threshold": t, "margin": m, "ood_threshold": o}` (each optional, null = unset).
+
+    threshold: a finite number >= 0 (above 1 stops routing); margin: within [0, 1];
+    ood_threshold: a finite number. Unknown keys are refused too (a typo must not pass for "no override").
+    """
+    if not isinstance(data, Mapping):
+        raise OverrideError("overrides must be a JSON object")
+    unknown = sorted(set(map(str, data)) - set(OVERRIDE_KEYS))
+    if unknown:
+        raise OverrideError(f"unknown override keys {unknown} (known: {', '.join(OVERRIDE_KEYS)})")
+    overrides: dict[str, float] = {}
+    for key in OVERRIDE_KEYS:
+        value = data.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            raise OverrideError(f"override {key!r} must be a finite number, got {value!r}")
+        value = float(value)
+        if key == "threshold" and value < 0 or key == "margin" and not 0.0 <= value <= 1.0:
+            raise OverrideError(f"override {key!r} out of range: {value!r}")
+        overrides[key] = value
+    return overrides
+
+
+def redecide(
+    prediction: Mapping[str, Any] | None,
+    policy: RoutingPolicy | None,
+    teams_with_queue: frozenset[str] | None = None,
+    *,
+    record_id: Any = None,
+) -> dict[str, Any]:
+    """The decision record for a model's answer, re-made with `policy` (overrides applied) and the deployment's teams.
+
+    One function for every deployment decision: the routing Lambda (production) and the
+    shadow comparison (candidate) both call it, so both sides get the same overrides and
+    the same teams. `prediction` is a decision record with `scores` (the endpoint's or the
+    transform's answer); without usable scores or policy the request escalates with
+    `model_unavailable` (or keeps the model's `empty_text`), never lost and never misrouted.
+    `teams_with_queue` None means every team can receive requests.
+    """
+    record_id = prediction.get("id") if record_id is None and isinstance(prediction, Mapping) else record_id
+    version = prediction.get("model_version") if isinstance(prediction, Mapping) else None
+    scores = prediction.get("scores") if isinstance(prediction, Mapping) else None
+    if isinstance(prediction, Mapping) and not scores and list(prediction.get("reasons") or ()) == [EMPTY_TEXT]:
+        return decision_record(record_id, escalation(EMPTY_TEXT, model_version=version), {})
+    if policy is None or "error" in (prediction or {}) or not isinstance(scores, Mapping) or not scores:
+        return decision_record(record_id, escalation(MODEL_UNAVAILABLE, model_version=version), {})
+    try:
+        numbers = {str(k): float(v) for k, v in scores.items()}
+        ood = prediction.get("ood_score")
+        decision = decide(numbers, policy, ood_score=None if ood is None else float(ood), model_version=version)
+    except (TypeError, ValueError):
+        return decision_record(record_id, escalation(MODEL_UNAVAILABLE, model_version=version), {})
+    if decision.routed and teams_with_queue is not None and decision.team not in teams_with_queue:
+        # A team the deployment has no queue for: a human decides, it is not dropped.
+        decision = replace(decision, decision=ESCALATE, reasons=(*decision.reasons, NO_TEAM_FOR_LABEL))
+    return decision_record(record_id, decision, numbers)

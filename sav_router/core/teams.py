@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from sav_router.core.names import InvalidName, check_name
+
 
 class TeamsError(ValueError):
     pass
@@ -38,6 +40,11 @@ def load_teams(path: str | os.PathLike[str] | None) -> dict[str, str | None]:
     for label, team in data.items():
         if team is not None and not isinstance(team, str):
             raise TeamsError(f"{path}: team for {label!r} must be a string or null")
+        if team is not None:
+            try:
+                check_name(team, "team name")  # it becomes a queue name (and a CloudFormation id)
+            except InvalidName as exc:
+                raise TeamsError(f"{path}: {exc}") from None
         teams[str(label)] = team
     return teams
 

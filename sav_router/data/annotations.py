@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import unicodedata
 from collections import Counter, defaultdict
@@ -30,6 +31,13 @@ CONFLICTING_LABELS = "conflicting_labels"
 DUPLICATE = "duplicate"
 BAD_SPLIT = "unknown_split_tag"
 MALFORMED = "malformed_row"
+INVALID_LABEL = "invalid_label"
+TEXT_TOO_LONG = "text_too_long"
+
+MAX_TEXT_CHARS = 20_000  # as the routing Lambda's intake: far above any real request
+MAX_LABEL_CHARS = 100
+# Control, format (bidi overrides, zero-width), separator, surrogate, private and unassigned characters.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 class NoValidDataError(ValueError):
@@ -107,8 +115,20 @@ class Columns:
     split: str = "split"
 
 
+def label_problem(label: str) -> str | None:
+    """Why a label cannot be one (it becomes a team, a queue, a file name in reports), or None."""
+    if len(label) > MAX_LABEL_CHARS:
+        return f"longer than {MAX_LABEL_CHARS} characters"
+    if any(unicodedata.category(ch) in _INVISIBLE for ch in label):
+        return "control, bidi or other invisible character"
+    if "/" in label or "\\" in label or label in (".", ".."):
+        return "looks like a path"
+    return None
+
+
 def _rows_jsonl(raw: bytes) -> Iterable[tuple[int, dict[str, Any] | None, str]]:
-    for number, line in enumerate(raw.decode("utf-8", errors="surrogateescape").splitlines(), start=1):
+    # utf-8-sig: a BOM (Windows editors, Excel exports) is not part of line 1
+    for number, line in enumerate(raw.decode("utf-8-sig", errors="surrogateescape").splitlines(), start=1):
         if not line.strip():
             continue
         if _has_undecodable(line):
@@ -119,15 +139,21 @@ def _rows_jsonl(raw: bytes) -> Iterable[tuple[int, dict[str, Any] | None, str]]:
         except json.JSONDecodeError as exc:
             yield number, None, f"{MALFORMED}: invalid JSON ({exc.msg})"
             continue
+        except RecursionError:
+            yield number, None, f"{MALFORMED}: invalid JSON (nested too deeply)"
+            continue
+        except ValueError as exc:  # e.g. an integer over Python's 4300-digit limit
+            yield number, None, f"{MALFORMED}: invalid JSON ({str(exc)[:80]})"
+            continue
         if not isinstance(row, dict):
             yield number, None, f"{MALFORMED}: expected a JSON object"
             continue
         yield number, row, ""
 
 
-def _rows_csv(raw: bytes, columns: Columns, source: str) -> Iterable[tuple[int, dict[str, Any] | None, str]]:
+def _rows_csv(raw: bytes, columns: Columns, source: str, delimiter: str = ",") -> Iterable[tuple[int, dict[str, Any] | None, str]]:
     text = raw.decode("utf-8-sig", errors="surrogateescape")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     if reader.fieldnames is None:
         return
     if columns.text not in reader.fieldnames:
@@ -136,8 +162,17 @@ def _rows_csv(raw: bytes, columns: Columns, source: str) -> Iterable[tuple[int, 
             "set --text-column / --label-column"
         )
     start = 2
-    for row in reader:
+    rows = iter(reader)
+    while True:
         number = start
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field over the csv module's limit (131,072 characters), a NUL...
+            start = max(start + 1, reader.line_num + 1)
+            yield number, None, f"{MALFORMED}: {exc}"
+            continue
         start = reader.line_num + 1
         if None in row:  # more fields than the header
             yield number, None, f"{MALFORMED}: too many fields"
@@ -154,13 +189,15 @@ def _detect_format(path: Path) -> str:
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
     if suffix in (".csv", ".tsv"):
-        return "csv"
-    raise NoValidDataError(f"{path}: unsupported file type {suffix!r} (use .jsonl or .csv)")
+        return suffix[1:]
+    raise NoValidDataError(f"{path}: unsupported file type {suffix!r} (use .jsonl, .csv or .tsv)")
 
 
 def _as_text(value: Any) -> str | None:
     if value is None:
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN / Infinity (JSON extensions): no text, not "nan"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, str):
@@ -188,7 +225,7 @@ def read_rows(
         raw = path.read_bytes()
     except OSError as exc:
         raise NoValidDataError(f"{source}: cannot read ({exc.strerror or exc})") from exc
-    rows = _rows_jsonl(raw) if kind == "jsonl" else _rows_csv(raw, columns, source)
+    rows = _rows_jsonl(raw) if kind == "jsonl" else _rows_csv(raw, columns, source, "\t" if kind == "tsv" else ",")
     records: list[Record] = []
     rejects: list[Reject] = []
     for number, row, problem in rows:
@@ -200,6 +237,9 @@ def read_rows(
         if text is None or (not text.strip() and not allow_empty_text):
             rejects.append(Reject(source, number, EMPTY_TEXT))
             continue
+        if len(text) > MAX_TEXT_CHARS:
+            rejects.append(Reject(source, number, TEXT_TOO_LONG, f"{len(text)} characters, at most {MAX_TEXT_CHARS}"))
+            continue
         label = _as_text(row.get(columns.label))
         label = label.strip() if label is not None else None
         if not label:
@@ -207,6 +247,9 @@ def read_rows(
                 rejects.append(Reject(source, number, MISSING_LABEL))
                 continue
             label = None
+        elif (problem := label_problem(label)) is not None:
+            rejects.append(Reject(source, number, INVALID_LABEL, problem))
+            continue
         split = (_as_text(row.get(columns.split)) or default_split).strip().lower()
         if split not in SPLIT_TAGS:
             rejects.append(Reject(source, number, BAD_SPLIT, f"{split!r}, expected one of {', '.join(SPLIT_TAGS)}"))

@@ -113,16 +113,20 @@ def _cmd_route(args: argparse.Namespace) -> int:
         raise ValueError(f"no routable request in {args.requests or 'stdin'} ({len(rejects)} malformed rows)")
     counts: Counter[str] = Counter()
     agree = 0
-    for routed in route_stream(records, production, workspace=workspace, observer=observer, audit_share=args.audit_share, seed=args.seed):
+    stream = route_stream(records, production, workspace=workspace, observer=observer, audit_share=args.audit_share, seed=args.seed, resume=args.resume)
+    for routed in stream:
         print(json.dumps(routed.production, ensure_ascii=False))
         counts[routed.production["decision"]] += 1
         counts[routed.queued_for or "none"] += 1
         if routed.observer is not None:
             same_team = routed.observer.get("team") == routed.production.get("team")
             agree += routed.observer["decision"] == routed.production["decision"] and (routed.production["decision"] != "route" or same_team)
-    summary = f"{len(records)} requests: {counts['route']} routed, {counts['escalate']} escalated; queued for review: {counts['escalation']} escalations + {counts['audit']} audit samples"
-    if observer is not None and records:
-        summary += f"; observer {observer.version} agrees on {agree / len(records):.1%}"
+    routed_now = counts["route"] + counts["escalate"]
+    if routed_now < len(records):
+        log(f"{len(records) - routed_now} requests already routed (decision in the traffic log): skipped")
+    summary = f"{routed_now} requests: {counts['route']} routed, {counts['escalate']} escalated; queued for review: {counts['escalation']} escalations + {counts['audit']} audit samples"
+    if observer is not None and routed_now:
+        summary += f"; observer {observer.version} agrees on {agree / routed_now:.1%}"
     log(summary + f" (traffic logged under {workspace.root / 'traffic'})")
     return 0
 
@@ -176,7 +180,7 @@ def compare_models(production_dir, candidate_dir, rows: list[dict], gold: dict[s
     """
     from sav_router.loop.comparison import compare_decisions
     from sav_router.model.router import Router
-    from sav_router.loop.workspace import write_json_atomic
+    from sav_router.core.jsonio import write_json_atomic
 
     if not rows:
         raise ValueError("no request to compare on")
@@ -366,6 +370,7 @@ def add_loop_commands(sub) -> None:
     route.add_argument("--observer", metavar="CANDIDATE_DIR", help="candidate scored on the same requests, logged only")
     route.add_argument("--audit-share", type=float, default=0.02, help="share of routed requests also sent for audit review (default 0.02)")
     route.add_argument("--seed", type=int, help="seed of the audit sampling")
+    route.add_argument("--resume", action="store_true", help="after a crash: skip requests whose decision is already logged (by id)")
     route.add_argument("--text-column", default="text")
     route.add_argument("--id-column", default="id")
     add_workspace(route)

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-ROUTE = "route"
+from sav_router.core.policy import ROUTE
 
 
 @dataclass(frozen=True)

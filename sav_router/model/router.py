@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from sav_router.calibration.temperature import softmax
-from sav_router.core.bundle import OOD_FILE, Manifest, read_manifest
+from sav_router.core.bundle import OOD_FILE, Manifest, check_bundle_files, read_manifest
 from sav_router.core.policy import (
     EMPTY_TEXT,
     Decision,
@@ -89,6 +89,7 @@ class Router:
     @classmethod
     def load(cls, bundle_dir: str | Path, *, backend: str = DEFAULT_BACKEND, policy: RoutingPolicy | None = None, num_threads: int | None = None) -> "Router":
         manifest = read_manifest(bundle_dir)
+        check_bundle_files(bundle_dir, manifest)  # a BundleError naming the file, before any loader runs
         return cls(manifest, load_backend(backend, bundle_dir, manifest, num_threads=num_threads), load_ood(bundle_dir, manifest), policy)
 
     @property

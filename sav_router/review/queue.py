@@ -33,12 +33,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sav_router.review.items import AUDIT_SOURCE, REVIEW_SOURCE, ItemError, ReviewItem, parse_item, read_rows_lenient
-from sav_router.loop.workspace import Workspace, append_jsonl, stamp, utc_now, write_json_atomic
+from sav_router.core import layout
+from sav_router.core.jsonio import append_jsonl, write_json_atomic
+from sav_router.loop.workspace import Workspace, stamp, utc_now
 
 log = logging.getLogger(__name__)
 
-QUEUE_FILE = "queue.jsonl"
-PROGRESS_FILE = "progress.jsonl"
+QUEUE_FILE = layout.REVIEW_QUEUE
+PROGRESS_FILE = layout.REVIEW_PROGRESS
 ANSWERED = "answered"
 SKIPPED = "skipped"
 UNDONE = "undone"

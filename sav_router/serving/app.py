@@ -5,17 +5,25 @@ POST /invocations           decisions for JSON or JSON Lines requests (see `prot
 GET /execution-parameters   what Batch Transform should send us
 
 Every client error is a 4xx with a JSON body {"error", "code"}; a 5xx means
-a bug or a broken model, never bad input.
+a bug or a broken model, never bad input (except the 504 of a request that
+outlives its deadline: too much work, not malformed). Limits one client cannot exceed
+(`ServeSettings`): body size (413), instances and tokens per request (413), body
+read time (408), a deadline per request (504); a request whose client went away
+is dropped and its remaining model work cancelled. Parsing, checking and encoding
+run on a worker thread, so the event loop (and `/ping`) stays responsive while
+a large request is handled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from sav_router.serving import protocol
 from sav_router.serving.batcher import BatcherClosed, MicroBatcher
@@ -44,7 +52,10 @@ _INVOCATIONS_OPENAPI = {
         "200": {"description": "a decision record, {'predictions': [...]}, or one JSON line per input line"},
         **{
             str(status): {"description": text, "content": {"application/json": {"schema": _ERROR}}}
-            for status, text in [(400, "invalid request"), (406, "not acceptable"), (413, "payload too large"), (415, "unsupported media type")]
+            for status, text in [
+                (400, "invalid request"), (406, "not acceptable"), (408, "body not received in time"),
+                (413, "payload, instances or tokens over the limit"), (415, "unsupported media type"), (504, "deadline exceeded"),
+            ]
         },
     },
 }
@@ -56,22 +67,60 @@ def predict_records(router, texts: list[str]) -> list[tuple]:
     return list(zip(decisions, scores))
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+class ClientGone(Exception):
+    """The client closed the connection before its answer: nothing to send, nothing to log but a line."""
+
+
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` bytes, 408 if not in within `timeout_s`."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise protocol.RequestError(413, "payload_too_large", f"payload of {declared} bytes exceeds the {limit}-byte limit")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise protocol.RequestError(413, "payload_too_large", f"payload exceeds the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise protocol.RequestError(413, "payload_too_large", f"payload exceeds the {limit}-byte limit")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise protocol.RequestError(408, "body_timeout", f"request body not received within {timeout_s:g} s") from None
+    except ClientDisconnect:
+        raise ClientGone() from None
     return b"".join(chunks)
 
 
+def parse_checked(body: bytes, media_type: str, settings: ServeSettings, max_length: int) -> protocol.Parsed:
+    """Parse and apply the per-request limits (on a worker thread: a 6 MB body takes a while)."""
+    parsed = protocol.parse_body(body, media_type)
+    if len(parsed.items) > settings.max_instances:
+        raise protocol.RequestError(413, "too_many_instances", f"{len(parsed.items)} requests in one call; at most {settings.max_instances}")
+    # Upper bound of the tokens the model will see: a text is truncated at max_length tokens,
+    # and a WordPiece / BPE text has at most one token per character (+ 2 special tokens).
+    tokens = sum(min(max_length, len(item.text) + 2) for item in parsed.items if item.text)
+    if tokens > settings.max_tokens:
+        raise protocol.RequestError(413, "too_many_tokens", f"about {tokens} tokens in one call; at most {settings.max_tokens}")
+    return parsed
+
+
+async def until_answered(work: asyncio.Future, request: Request, deadline_s: float):
+    """The model's results, unless the client leaves (ClientGone) or the deadline passes (504); both cancel the work."""
+    gone = asyncio.ensure_future(request.receive())  # after the body, the next message is the disconnect
+    try:
+        done, _ = await asyncio.wait({work, gone}, timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            return work.result()
+        work.cancel()
+        if gone in done:
+            raise ClientGone()
+        raise protocol.RequestError(504, "deadline_exceeded", f"not answered within the {deadline_s:g} s deadline; send fewer requests per call")
+    finally:
+        gone.cancel()
+
+
 def create_app(router, settings: ServeSettings | None = None) -> FastAPI:
-    from sav_router.core.policy import decision_record
+    from sav_router.core.policy import EMPTY_TEXT, decision_record, escalation
 
     settings = settings or ServeSettings()
     batcher = MicroBatcher(lambda texts: predict_records(router, texts), max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms)
@@ -96,6 +145,11 @@ def create_app(router, settings: ServeSettings | None = None) -> FastAPI:
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail), "code": "http_error"}, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        log.info("client disconnected before its answer; its remaining work is cancelled")
+        return Response(status_code=499)  # never sent: the connection is closed
+
     @app.exception_handler(BatcherClosed)
     async def closed(request: Request, exc: BatcherClosed) -> JSONResponse:
         return JSONResponse({"error": str(exc), "code": "unavailable"}, status_code=503)
@@ -116,14 +170,24 @@ def create_app(router, settings: ServeSettings | None = None) -> FastAPI:
     async def invocations(request: Request) -> Response:
         request_type = protocol.content_type(request.headers.get("content-type"))
         answer_type = protocol.accept_type(request.headers.get("accept"), request_type)
-        parsed = protocol.parse_body(await read_body(request, settings.max_payload_bytes), request_type)
+        body = await read_body(request, settings.max_payload_bytes, settings.body_timeout_s)
+        parsed = await asyncio.to_thread(parse_checked, body, request_type, settings, router.manifest.max_length)
         valid = [item for item in parsed.items if item.error is None]
         if parsed.items and not valid:
             errors = [protocol.error_record(item) for item in parsed.items]
             raise protocol.RequestError(400, "no_valid_request", f"none of the {len(errors)} requests is valid (first: {errors[0]['error']})", items=errors)
-        results = iter(await batcher.submit([item.text for item in valid]))
-        records = [protocol.error_record(item) if item.error is not None else decision_record(item.id, *next(results)) for item in parsed.items]
-        body = protocol.encode(records, single=parsed.single, media_type=answer_type)
-        return Response(body, media_type=answer_type, headers={"X-Model-Version": router.version})
+        work = asyncio.ensure_future(batcher.submit([item.text for item in valid if item.text.strip()]))  # blanks need no model
+        results = await until_answered(work, request, settings.deadline_s)
+        answer = await asyncio.to_thread(encode_answer, parsed, results, answer_type)
+        return Response(answer, media_type=answer_type, headers={"X-Model-Version": router.version})
+
+    def encode_answer(parsed: protocol.Parsed, results: list, answer_type: str) -> bytes:
+        computed = iter(results)
+        blank = (escalation(EMPTY_TEXT, model_version=router.version), None)
+        records = [
+            protocol.error_record(item) if item.error is not None else decision_record(item.id, *(next(computed) if item.text.strip() else blank))
+            for item in parsed.items
+        ]
+        return protocol.encode(records, single=parsed.single, media_type=answer_type)
 
     return app

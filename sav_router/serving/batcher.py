@@ -1,15 +1,20 @@
-"""Dynamic micro-batching: concurrent requests share one model call.
+"""Dynamic micro-batching: concurrent requests share model calls, and no request holds the model.
 
 On CPU a batch of 32 short texts costs far less than 32 single calls, so the
-server queues requests and a single worker takes whatever is waiting (up to
-`max_batch_size` texts, after one event-loop turn or `max_wait_ms`) and runs one
-model call on a dedicated thread. Under load, requests pile up during a model
-call and form the next batch by themselves; a timed wait only helps with
-bursts and costs every lone request its length (measured on 2 busy cores:
-a 2 ms wait raised single-request p50 over HTTP from 1.4 to 7.7 ms), so the
-default is no timed wait. One call at a time on purpose: the backend
-already uses every core inside a call, and the event loop stays free to parse
-and answer requests meanwhile.
+server queues requests and a single worker runs one model call at a time on a
+dedicated thread, of at most `max_batch_size` texts, after one event-loop turn
+or `max_wait_ms`. Under load, requests pile up during a model call and form the
+next batch by themselves; a timed wait only helps with bursts and costs every
+lone request its length (measured on 2 busy cores: a 2 ms wait raised
+single-request p50 over HTTP from 1.4 to 7.7 ms), so the default is no timed
+wait. One call at a time on purpose: the backend already uses every core inside
+a call, and the event loop stays free to parse and answer requests meanwhile.
+
+Fairness: a request of many texts is computed in slices of at most
+`max_batch_size`, and each call shares its slots among the waiting requests
+(round robin), so a 20,000-instance request slows a lone request down by one
+slice, not by the whole job. A request whose caller gave up (client gone,
+deadline passed: its `submit` is cancelled) gets no further slice.
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ class BatcherClosed(RuntimeError):
 class _Job(Generic[R]):
     texts: Sequence[str]
     future: asyncio.Future = field(repr=False)
+    done: int = 0  # texts computed so far
+    results: list = field(default_factory=list, repr=False)
+
+    @property
+    def remaining(self) -> int:
+        return len(self.texts) - self.done
 
 
 @dataclass
@@ -41,7 +52,7 @@ class BatchStats:
 
 
 class MicroBatcher(Generic[R]):
-    """`await submit(texts)` -> `predict(texts)` results, computed in shared batches."""
+    """`await submit(texts)` -> `predict(texts)` results, computed in shared, fair slices."""
 
     def __init__(self, predict: Callable[[list[str]], list[R]], *, max_batch_size: int = 64, max_wait_ms: float = 0.0) -> None:
         if max_batch_size < 1 or max_wait_ms < 0:
@@ -67,7 +78,7 @@ class MicroBatcher(Generic[R]):
             return []
         job: _Job[R] = _Job(texts, asyncio.get_running_loop().create_future())
         self._queue.put_nowait(job)
-        return await job.future
+        return await job.future  # cancelling this await cancels the job: no further slice is computed
 
     async def close(self) -> None:
         """Finish every queued job, then stop the worker and its thread."""
@@ -80,40 +91,58 @@ class MicroBatcher(Generic[R]):
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        active: list[_Job[R]] = []
         stopping = False
-        while not stopping:
-            job = await self._queue.get()
-            if job is None:
-                break
-            jobs = [job]
-            if self._size(jobs) < self.max_batch_size:
-                # one loop turn (or max_wait) lets requests already read from sockets join this call
-                await asyncio.sleep(self.max_wait)
-                stopping = self._drain(jobs)
-            await self._execute(loop, [j for j in jobs if not j.future.cancelled()])
+        while True:
+            if not active:
+                if stopping:
+                    break
+                job = await self._queue.get()
+                if job is None:
+                    break
+                active.append(job)
+                if self._size(active) < self.max_batch_size:
+                    # one loop turn (or max_wait) lets requests already read from sockets join this call
+                    await asyncio.sleep(self.max_wait)
+            stopping = self._drain(active) or stopping
+            active = [j for j in active if not j.future.done()]  # cancelled: the caller is gone
+            if active:
+                await self._execute(loop, self._slice(active))
+                active = [j for j in active if not j.future.done()]
 
     def _size(self, jobs: list[_Job[R]]) -> int:
-        return sum(len(job.texts) for job in jobs)
+        return sum(job.remaining for job in jobs)
 
     def _drain(self, jobs: list[_Job[R]]) -> bool:
-        """Move queued jobs into `jobs` up to the batch size; True if the stop signal was taken."""
-        size = self._size(jobs)
-        while size < self.max_batch_size and not self._queue.empty():
+        """Move every queued job into `jobs`; True if the stop signal was taken."""
+        stopped = False
+        while not self._queue.empty():
             job = self._queue.get_nowait()
             if job is None:
-                return True
-            jobs.append(job)
-            size += len(job.texts)
-        return False
+                stopped = True
+            else:
+                jobs.append(job)
+        return stopped
 
-    async def _execute(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job[R]]) -> None:
-        if not jobs:
-            return
-        texts = [text for job in jobs for text in job.texts]
+    def _slice(self, jobs: list[_Job[R]]) -> list[tuple[_Job[R], int]]:
+        """(job, count) for the next call: an equal share each (at least one), leftover slots in arrival order."""
+        share = max(1, self.max_batch_size // len(jobs))
+        plan: dict[int, int] = {}
+        room = self.max_batch_size
+        for pass_share in (share, self.max_batch_size):
+            for index, job in enumerate(jobs):
+                take = min(pass_share, job.remaining - plan.get(index, 0), room)
+                if take > 0:
+                    plan[index] = plan.get(index, 0) + take
+                    room -= take
+        return [(jobs[index], count) for index, count in sorted(plan.items())]
+
+    async def _execute(self, loop: asyncio.AbstractEventLoop, plan: list[tuple[_Job[R], int]]) -> None:
+        texts = [text for job, count in plan for text in job.texts[job.done : job.done + count]]
         try:
             results = await loop.run_in_executor(self._executor, self._predict, texts)
-        except Exception as exc:  # noqa: BLE001 - handed to each waiting request
-            for job in jobs:
+        except Exception as exc:  # noqa: BLE001 - handed to each request of this call
+            for job, _ in plan:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
@@ -121,7 +150,9 @@ class MicroBatcher(Generic[R]):
         self.stats.texts += len(texts)
         self.stats.largest = max(self.stats.largest, len(texts))
         start = 0
-        for job in jobs:
-            if not job.future.done():
-                job.future.set_result(results[start : start + len(job.texts)])
-            start += len(job.texts)
+        for job, count in plan:
+            job.results.extend(results[start : start + count])
+            job.done += count
+            start += count
+            if job.remaining == 0 and not job.future.done():
+                job.future.set_result(job.results)

@@ -17,6 +17,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
         max_concurrent_transforms=args.max_concurrent_transforms,
+        max_instances=args.max_instances,
+        max_tokens=args.max_tokens,
+        deadline_s=args.deadline,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        max_connections=args.max_connections,
     )
     return serve(
         args.model,
@@ -56,6 +62,12 @@ def add_serving_commands(sub) -> None:
     serve.add_argument("--max-wait-ms", type=float, help="how long a model call waits for concurrent requests to join (default 0: no timed wait)")
     serve.add_argument("--max-payload-mb", type=int, help="request size limit (default 6, SageMaker's real-time limit)")
     serve.add_argument("--max-concurrent-transforms", type=int, help="advertised to Batch Transform (default 2)")
+    serve.add_argument("--max-instances", type=int, help="requests (instances or lines) per POST (default 100000)")
+    serve.add_argument("--max-tokens", type=int, help="token budget per POST, counted as min(max_length, characters + 2) per text (default 6400000)")
+    serve.add_argument("--deadline", type=float, help="seconds a POST may take before a 504, its remaining work dropped (default 600)")
+    serve.add_argument("--header-timeout", type=float, help="seconds a connection has to send its request headers (default 10)")
+    serve.add_argument("--body-timeout", type=float, help="seconds a request has to send its body, else 408 (default 60)")
+    serve.add_argument("--max-connections", type=int, help="open connections; beyond, the oldest idle one is closed (default 256)")
     serve.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds in-flight requests get on SIGTERM (default 30)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))

@@ -91,8 +91,11 @@ def serve(
     router = Router.load(model_dir, backend=chosen, num_threads=num_threads)
     port = resolve_port(port)
     log.info("serving %s (model %s, %s backend) on %s:%d", model_dir, router.version, chosen, host, port)
+    from sav_router.serving.http import guarded_protocol
+
+    settings = settings or ServeSettings.resolve()
     config = uvicorn.Config(
-        create_app(router, settings or ServeSettings.resolve()),
+        create_app(router, settings),
         host=host,
         port=port,
         workers=1,
@@ -101,6 +104,9 @@ def serve(
         log_level=log_level,
         timeout_graceful_shutdown=graceful_timeout_s,
         timeout_keep_alive=75,  # longer than the SageMaker front end's idle timeout (60 s)
+        http=guarded_protocol(header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections),
+        h11_max_incomplete_event_size=16 * 1024,  # request line + headers; larger gets a JSON 400
+        backlog=settings.max_connections,
     )
     stop_signals: list[int] = []
     for number in (signal.SIGTERM, signal.SIGINT):

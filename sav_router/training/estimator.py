@@ -200,6 +200,9 @@ class RouterClassifier:
         y = np.array([index[label] for label in labels], dtype=np.int64)
         self.base_model_ = resolve_base_model(self.base_model)
         self.tokenizer_, encoder = load_encoder(self.base_model_)
+        positions = getattr(encoder.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and self.max_length > positions:
+            raise ValueError(f"max_length {self.max_length} exceeds the base model's {positions} positions ({self.base_model_})")
         self.device_ = resolve_device(self.device)
         self.network_ = RouterNetwork(encoder, len(self.classes_), dropout=self.dropout, normalize=self.normalize).to(self.device_)
         self.history_ = History()

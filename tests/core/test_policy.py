@@ -15,7 +15,6 @@ from sav_router.core.policy import (
     RoutingPolicy,
     decide,
     escalation,
-    softmax,
 )
 
 
@@ -90,12 +89,6 @@ def test_escalation_without_scores():
     assert decision.to_dict()["reasons"] == ["model_unavailable"] and decision.label is None
     with pytest.raises(ValueError):
         escalation("because")
-
-
-def test_softmax_with_temperature():
-    probs = softmax([2.0, 0.0], temperature=2.0)
-    assert probs[0] == pytest.approx(1 / (1 + pow(2.718281828, -1.0)), rel=1e-6)
-    assert sum(softmax([1000.0, 999.0, -5.0])) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("module", ["sav_router", "sav_router.core.policy", "sav_router.core.bundle", "sav_router.loop.comparison", "sav_router.env"])

@@ -10,8 +10,8 @@ import pytest
 from sav_router.data.annotations import CHECK, TEACH, NoValidDataError, load_annotations
 from sav_router.loop.commands import add_import_parser
 from sav_router.loop.importing import ImportUsageError, import_annotations
-from sav_router.loop.workspace import Workspace, read_jsonl
-from tests.conftest import write_jsonl
+from sav_router.loop.workspace import Workspace
+from tests.conftest import read_jsonl, write_jsonl
 
 
 def ls_task(task_id, text, choice, request_id=None):
@@ -134,3 +134,17 @@ def test_import_command_line(workspace, tmp_path, capsys):
     assert drop.name.endswith("-labelstudio-check.jsonl") and str(drop) in capsys.readouterr().out
     with pytest.raises(SystemExit):  # argparse refuses an unknown split
         parser.parse_args(["import", str(path), "--as", "train"])
+
+
+def test_a_label_studio_choice_that_cannot_be_a_label_is_rejected(workspace, tmp_path):
+    # issue 11 (low): labels with a newline, a bidi override or a path shape are not imported
+    export = tmp_path / "project-2.json"
+    export.write_text(json.dumps([
+        ls_task(1, "my parcel is late", "delivery", "r1"),
+        ls_task(2, "refund please", "refund\nnow", "r2"),
+        ls_task(3, "hello", "ref\u202eund", "r3"),
+        ls_task(4, "login", "../../etc", "r4"),
+    ]), encoding="utf-8")
+    result = import_annotations(workspace, export)
+    assert [r["id"] for r in read_jsonl(result.path)] == ["r1"]
+    assert sorted((r["line"], r["reason"]) for r in read_jsonl(result.rejects_path)) == [(2, "invalid_label"), (3, "invalid_label"), (4, "invalid_label")]

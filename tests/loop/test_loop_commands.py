@@ -38,10 +38,13 @@ def test_route_logs_both_models_and_queues_escalations_and_audits(loop, capsys):
     assert main(["route", str(loop["requests"]), "--observer", loop["candidate"], "--audit-share", "1.0", "--workspace", ws]) == 0
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(out) == 25 and all(row["model_version"] == loop["production"] for row in out)
-    traffic = [json.loads(line) for path in (loop["workspace"] / "traffic").glob("*.jsonl") for line in path.read_text().splitlines()]
-    assert len(traffic) == 25
-    assert all(row["observer"]["model_version"] == loop["candidate"] for row in traffic)
-    assert [row["production"] for row in traffic] == out  # the observer never changes what production decided
+    def logged(kind):  # the routing Lambda's format: traffic/<kind>/dt=DAY/NAME, one file per batch
+        return [json.loads(line) for path in sorted((loop["workspace"] / "traffic" / kind).glob("dt=*/*.jsonl")) for line in path.read_text().splitlines()]
+
+    requests, decisions, observed = logged("requests"), logged("decisions"), logged("observer")
+    assert len(decisions) == 25 and [row["id"] for row in requests] == [row["id"] for row in decisions]
+    assert all(row["model_version"] == loop["candidate"] for row in observed)
+    assert decisions == out  # the observer never changes what production decided
     queue = [json.loads(line) for line in (loop["workspace"] / "review" / "queue.jsonl").read_text().splitlines()]
     # audit share 1.0: every request is queued, escalations as such, routed ones as audit samples
     assert len(queue) == 25

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from sav_router.loop.workspace import RegistryError, Workspace, append_jsonl, read_jsonl
+from sav_router.core.jsonio import append_jsonl
+from sav_router.loop.workspace import RegistryError, Workspace
+from tests.conftest import read_jsonl
 
 
 def fake_bundle(tmp_path, version, labels=("a", "b")):

@@ -18,7 +18,8 @@ from sav_router.review.audit import (
     regularized_beta,
     s3_audit_rows,
 )
-from sav_router.loop.workspace import Workspace, append_jsonl
+from sav_router.core.jsonio import append_jsonl
+from sav_router.loop.workspace import Workspace
 from tests.conftest import REPO
 
 

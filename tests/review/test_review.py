@@ -14,7 +14,9 @@ from sav_router.review.queue import LocalReviewQueue, SqsReviewQueue, answer_key
 from sav_router.commandline import UsageError as ReviewUsageError
 from sav_router.review.commands import add_review_parser
 from sav_router.review.session import run_session
-from sav_router.loop.workspace import Workspace, append_jsonl, read_jsonl
+from sav_router.core.jsonio import append_jsonl
+from sav_router.loop.workspace import Workspace
+from tests.conftest import read_jsonl
 
 
 def queue_item(request_id, text, *, top_k=(("refund", 0.55), ("delivery", 0.30), ("warranty", 0.05)), audit=False, reasons=("low_confidence",)):

@@ -50,18 +50,57 @@ def test_concurrent_requests_share_model_calls_and_keep_their_results():
     assert predict.threads == {"inference_0"}  # never on the event loop
 
 
-def test_batch_size_is_capped_except_for_one_large_request():
+def test_batch_size_is_capped_even_for_one_large_request():
+    # Issue 11 item 4: a large request is computed in slices, so it never holds the model for its whole length.
     predict = Recorder(delay=0.01)
 
     async def scenario():
         batcher = MicroBatcher(predict, max_batch_size=4, max_wait_ms=5)
         await batcher.start()
-        await asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(12)), batcher.submit([f"big{i}" for i in range(10)]))
+        results = await asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(12)), batcher.submit([f"big{i}" for i in range(10)]))
         await batcher.close()
+        return results
 
-    run(scenario())
-    assert max(len(call) for call in predict.calls if not call[0].startswith("big")) <= 4
-    assert ["big" + str(i) for i in range(10)] in predict.calls
+    results = run(scenario())
+    assert max(len(call) for call in predict.calls) <= 4
+    assert results[-1] == [f"BIG{i}" for i in range(10)] and results[:12] == [[f"T{i}"] for i in range(12)]
+
+
+def test_a_large_request_does_not_hold_a_later_small_one_behind_it():
+    predict = Recorder(delay=0.005)
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=8, max_wait_ms=0)
+        await batcher.start()
+        big = asyncio.ensure_future(batcher.submit([f"big{i}" for i in range(400)]))  # 50 calls on its own
+        await asyncio.sleep(0.02)
+        before = sum(len(call) for call in predict.calls)
+        await batcher.submit(["small"])
+        texts_when_small_done = sum(len(call) for call in predict.calls) - before
+        await big
+        await batcher.close()
+        return texts_when_small_done
+
+    # the small request shares the next call (or the one after): at most two slices computed while it waits, not the rest of the 400 texts
+    assert run(scenario()) <= 24  # at most 3 slices of 8 (one may be starting on the thread as it is submitted)
+
+
+def test_a_cancelled_large_request_stops_using_the_model():
+    predict = Recorder(delay=0.005)
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=4, max_wait_ms=0)
+        await batcher.start()
+        big = asyncio.ensure_future(batcher.submit([f"big{i}" for i in range(4000)]))
+        await asyncio.sleep(0.05)
+        big.cancel()  # the client went away
+        await asyncio.sleep(0.05)
+        after = await batcher.submit(["next"])
+        await batcher.close()
+        return after
+
+    assert run(scenario()) == ["NEXT"]
+    assert sum(len(call) for call in predict.calls) < 200  # far from the 4000 texts it asked for
 
 
 def test_a_lone_request_waits_at_most_max_wait():
