@@ -23,6 +23,7 @@ from infra.policies import acknowledge, acknowledge_wildcard, allow, read_prefix
 from infra.sagemaker_jobs import TRAINING, TRANSFORM, sagemaker_job
 from infra.shared import Shared, overrides_parameter_name, traffic_reader_role_name
 from sav_router.core import layout
+from sav_router.serving.settings import TRANSFORM_MAX_PAYLOAD_MB
 from sav_router.aws.settings import DatasetSettings, EvaluateSettings, FunctionSettings, ShadowCompareSettings, ShadowPrepareSettings
 
 JSONL = "application/jsonlines"
@@ -130,7 +131,7 @@ class TrainingPipeline(Construct):
         return {
             "ModelName.$": "$.dataset.run_id",
             "BatchStrategy": "MultiRecord",
-            "MaxPayloadInMB": 6,
+            "MaxPayloadInMB": TRANSFORM_MAX_PAYLOAD_MB,
             "TransformInput": {
                 "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": input_path}},
                 "ContentType": JSONL, "SplitType": "Line",

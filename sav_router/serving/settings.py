@@ -21,6 +21,11 @@ MAX_WAIT_MS = env.MAX_WAIT_MS
 MAX_CONCURRENT_TRANSFORMS = env.MAX_CONCURRENT_TRANSFORMS
 
 
+# MaxPayloadInMB of the pipeline's Batch Transform jobs (infra/training_pipeline.py reads it here):
+# small enough that no payload exceeds max_instances, large enough for thousands of requests a call.
+TRANSFORM_MAX_PAYLOAD_MB = 1
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     max_payload_mb: int = 6  # SageMaker real-time endpoints cap payloads at 6 MB
@@ -28,9 +33,9 @@ class ServeSettings:
     max_wait_ms: float = 0.0  # see batcher: requests queued during a model call batch by themselves
     max_concurrent_transforms: int = 2  # overlaps parsing/network with the model call
     batch_strategy: str = "MULTI_RECORD"
-    # Limits one client cannot exceed (issue 11): a 6 MB Batch Transform payload of typical
-    # requests (85-200 bytes a line) is 30,000-75,000 lines, within both defaults; lines under
-    # about 63 bytes would need a higher max_instances or a smaller MaxPayloadInMB.
+    # Limits one client cannot exceed (issue 11). The pipeline's Batch Transform sends at most
+    # TRANSFORM_MAX_PAYLOAD_MB a call: even the shortest valid line ({"id":"1","text":"a"}, 22
+    # bytes) makes under 48,000 lines, within both defaults.
     max_instances: int = 100_000
     max_tokens: int = 6_400_000  # 100,000 requests of 64 tokens
     deadline_s: float = 600.0  # Batch Transform's default invocation timeout; real-time callers give up at 60 s

@@ -3,7 +3,8 @@
 import json
 
 from sav_router.data.annotations import load_annotations
-from sav_router.evaluation.metrics import evaluate, write_report
+from sav_router.evaluation.metrics import evaluate
+from sav_router.evaluation.report import write_report
 from sav_router.model.router import Router
 
 
