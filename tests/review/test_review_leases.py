@@ -7,7 +7,9 @@ import multiprocessing
 
 from sav_router.review.items import annotation_row
 from sav_router.review.queue import LeaseLost, LocalReviewQueue
-from sav_router.loop.workspace import Workspace, append_jsonl, read_jsonl
+from sav_router.core.jsonio import append_jsonl
+from sav_router.loop.workspace import Workspace
+from tests.conftest import read_jsonl
 
 import pytest
 
