@@ -26,6 +26,7 @@ from sav_router.calibration.temperature import expected_calibration_error, fit_t
 from sav_router.calibration.thresholds import (
     ROUTE_NOTHING,
     CalibrationResult,
+    SequenceResult,
     clopper_pearson_lower,
     fixed_sequence_threshold,
 )
@@ -35,6 +36,34 @@ METHOD = "joint learn-then-test: Bonferroni over (novelty quantile x margin), fi
 # beyond the largest score). Eight points: Bonferroni costs a factor 8 in the level, about 40
 # more perfect rows before anything can be routed at target 0.95.
 NOVELTY_QUANTILES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65)
+
+
+def select_joint(
+    conf: np.ndarray,
+    gap: np.ndarray,
+    correct: np.ndarray,
+    novelty: np.ndarray,
+    *,
+    target: float,
+    confidence: float,
+    margins: Sequence[float],
+    novelty_quantiles: Sequence[float] = NOVELTY_QUANTILES,
+) -> tuple[tuple[float, float, SequenceResult] | None, list[float], float]:
+    """The grid search on scores: (novelty threshold, margin, confidence-threshold result) or None.
+
+    `correct` must be False for out-of-scope rows. Returns the best point (most
+    routed), the novelty thresholds tried and the per-point test level.
+    """
+    novelty_thresholds = sorted({float(np.quantile(novelty, q)) for q in novelty_quantiles}, reverse=True)
+    grid = [(t, m) for t in novelty_thresholds for m in margins]
+    level = 1.0 - (1.0 - confidence) / len(grid)
+    best = None
+    for novelty_threshold, margin in grid:
+        eligible = (novelty <= novelty_threshold) & (gap >= margin)
+        result = fixed_sequence_threshold(conf[eligible], correct[eligible], target=target, confidence=level)
+        if result is not None and (best is None or result.routed > best[2].routed):
+            best = (novelty_threshold, margin, result)
+    return best, novelty_thresholds, level
 
 
 def calibrate_joint(
@@ -75,15 +104,9 @@ def calibrate_joint(
     conf, gap = top2[:, -1], top2[:, -1] - top2[:, 0]
 
     margins = sorted(set(float(m) for m in margins)) or [0.0]
-    novelty_thresholds = sorted({float(np.quantile(novelty, q)) for q in novelty_quantiles}, reverse=True)
-    grid = [(t, m) for t in novelty_thresholds for m in margins]
-    level = 1.0 - (1.0 - confidence) / len(grid)
-    best = None
-    for novelty_threshold, margin in grid:
-        eligible = (novelty <= novelty_threshold) & (gap >= margin)
-        result = fixed_sequence_threshold(conf[eligible], correct[eligible], target=target_precision, confidence=level)
-        if result is not None and (best is None or result.routed > best[2].routed):
-            best = (novelty_threshold, margin, result)
+    best, novelty_thresholds, level = select_joint(
+        conf, gap, correct, novelty, target=target_precision, confidence=confidence, margins=margins, novelty_quantiles=novelty_quantiles
+    )
 
     base = dict(
         temperature=temperature,

@@ -168,6 +168,8 @@ def train_bundle(
         scope = promise(ANNOTATED_TOPICS, target=config.target_precision, confidence=config.confidence)
     log(f"calibration: temperature {result.temperature:.3f}; {result.message}")
     log(f"promise: {scope['text']}")
+    # What `monitor` compares live traffic with: the whole calibration sample, off-topic rows included
+    reference = drift_reference(cal_logits / result.temperature, detector.score(cal_embeddings), detector.threshold_)
     team_table = complete_teams(teams or {}, labels)
     unrouted = sorted(label for label, team in team_table.items() if team is None)
     if unrouted:
@@ -186,7 +188,7 @@ def train_bundle(
         temperature=result.temperature,
         max_length=config.max_length,
         architecture={"pooling": "mean", "normalize": config.normalize, "head": "linear"},
-        calibration=result.to_dict() | {"promise": scope, "reference": drift_reference(cal_logits[in_scope] / result.temperature, detector.score(cal_embeddings[in_scope]), detector.threshold_)},
+        calibration=result.to_dict() | {"promise": scope, "reference": reference},
         ood={"method": detector.METHOD, "params": detector.params(), "quantile": config.ood_quantile, "threshold": detector.threshold_, "file": OOD_FILE},
         training={
             "data_fingerprint": data_fingerprint,
