@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sav_router.calibration.joint import calibrate_joint  # noqa: E402
+from sav_router.calibration.promise import promise_text  # noqa: E402
 from sav_router.calibration.temperature import softmax  # noqa: E402
 from sav_router.core.bundle import read_manifest  # noqa: E402
 from sav_router.monitoring.drift import ALPHA, check_drift  # noqa: E402
@@ -135,7 +136,7 @@ def main() -> None:
     # 1. the bundle as trained: calibrated on teach rows only, default novelty quantile
     routed = route_mask(probs, policy.threshold, policy.margin, ood, policy.ood_threshold, policy.label_thresholds, labels)
     results["without"] = figures(routed, predicted, gold, unseen) | {
-        "promise": manifest.calibration.get("promise", {}).get("text"),
+        "promise": promise_text(manifest.calibration),  # what train writes for a bundle without calibrate rows
         "ood_quantile": manifest.ood.get("quantile"),
         "ood_threshold": policy.ood_threshold,
         "threshold": policy.threshold,
