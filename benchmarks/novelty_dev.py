@@ -110,6 +110,17 @@ def main() -> None:
         print(json.dumps(row), file=sys.stderr, flush=True)
     (args.cache / "novelty_results.json").write_text(json.dumps(rows, indent=2, default=float) + "\n", encoding="utf-8")
 
+    # Where the confident errors come from (default signal): the 300 most confident dev requests
+    # under the novelty threshold at several quantiles of all dev scores.
+    probs = softmax(dev_logits, T)
+    conf, wrong = probs.max(axis=1), ~((dev_gold >= 0) & (probs.argmax(axis=1) == dev_gold))
+    default = dev_signals["nearest neighbour k=1 (default)"]
+    confident_errors = []
+    for q in (1.0, 0.8, 0.65, 0.5):
+        eligible = np.where(default <= np.quantile(default, q))[0]
+        top = eligible[np.argsort(-conf[eligible], kind="stable")][:300]
+        confident_errors.append((q, int(wrong[top].sum()), int((wrong[top] & unseen[top]).sum())))
+
     f = lambda x: "n/a" if x is None or x != x else f"{x:.3f}"  # noqa: E731
     print(f"Command: `{' '.join(sys.argv)}`\n")
     print(f"dev: {len(dev_gold)} requests, {unseen.mean():.0%} dev-unseen; off-topic corpus {len(corpus)} texts\n")
@@ -118,6 +129,8 @@ def main() -> None:
     for row in rows:
         cells = [f"{f(row[k]['precision'])} / {f(row[k]['coverage'])} / {f(row[k]['unseen_escalated'])}" for k in ("q0.99", "q0.8", "joint")]
         print(f"| {row['signal']} | {row['auroc']:.4f} | " + " | ".join(cells) + " |")
+    print("\nErrors among the 300 most confident dev requests under the default signal's threshold at quantile q (of them dev-unseen): "
+          + "; ".join(f"q={q}: {errors} ({of_unseen})" for q, errors, of_unseen in confident_errors))
 
 
 if __name__ == "__main__":

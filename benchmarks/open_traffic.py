@@ -157,6 +157,16 @@ def main() -> None:
             "threshold": result.threshold, "margin": result.margin, "ood_threshold": result.ood_threshold,
             "calibration_routed": result.routed, "lower_bound": result.lower_bound, "guarantee_met": result.guarantee_met,
         }
+        if not result.guarantee_met:  # why: where the first errors sit among the most confident eligible rows
+            cal_probs = softmax(logits[cal], result.temperature)
+            top2 = np.sort(cal_probs, axis=1)[:, -2:]
+            right = (gold[cal] >= 0) & (cal_probs.argmax(axis=1) == gold[cal])
+            row["first_errors"] = {}
+            for novelty_threshold in result.novelty_thresholds_tried:
+                eligible = np.where((ood[cal] <= novelty_threshold) & (top2[:, 1] - top2[:, 0] >= result.margin))[0]
+                ranked = eligible[np.argsort(-top2[eligible, 1], kind="stable")]
+                errors = np.where(~right[ranked])[0][:3]
+                row["first_errors"][round(novelty_threshold, 4)] = [(int(i) + 1, "out of scope" if gold[cal][ranked[i]] < 0 else "in scope") for i in errors]
         results["with"].append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
 
@@ -193,6 +203,10 @@ def main() -> None:
     for row in results["with"]:
         print(f"| traffic third, seed {row['seed']} ({row['calibrate_rows']} rows, {row['calibrate_out_of_scope']} out of scope; other {row['n']}) | "
               f"{f(row['precision'])} | {f(row['coverage'])} | {f(row['unseen_escalated'])} | {row['unseen_routed']} | {row['ood_threshold']:.4f} |")
+    for row in results["with"]:
+        if "first_errors" in row:
+            print(f"\nSeed {row['seed']} routes nothing; rank of the first errors among the most confident eligible calibrate rows, "
+                  "per novelty threshold: " + "; ".join(f"{t}: {e}" for t, e in row["first_errors"].items()))
     print(f"\nBundle promise without calibrate rows: {w['promise']}\n")
     m = results["monitor"]
     print(f"Monitor (alpha {m['alpha']}, window {m['window']}): {m['false_alarms']}/{m['checks']} false alarms on in-scope test traffic "
