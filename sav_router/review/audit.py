@@ -161,7 +161,8 @@ def format_estimate(report: Mapping[str, Any]) -> str:
 
     def line(name: str, part: Mapping[str, Any]) -> str:
         low, high = part["interval"]
-        return f"{name}: {part['precision']:.3f} [{low:.3f}, {high:.3f}] ({part['correct']}/{part['audited']} routed labels confirmed)"
+        oos = f"; {part['out_of_scope']} answered out of scope (misroutes)" if part.get("out_of_scope") else ""
+        return f"{name}: {part['precision']:.3f} [{low:.3f}, {high:.3f}] ({part['correct']}/{part['audited']} routed labels confirmed{oos})"
 
     lines = [line(f"live routed precision ({level} Clopper-Pearson)", report)]
     lines += [line(f"  {version}", part) for version, part in report["by_model_version"].items()]
