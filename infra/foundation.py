@@ -111,11 +111,15 @@ class FoundationStack(Stack):
         })
 
     def _limit_traffic_reads(self, config: DeploymentConfig) -> None:
-        """traffic/ holds customer text: only the observer-mode step reads it, whatever IAM grants elsewhere in the account."""
+        """traffic/requests/ holds customer text: only the observer-mode step reads it, whatever IAM grants elsewhere in the account.
+
+        Decision records (traffic/decisions/: ids, labels, scores, no text) stay readable by the roles
+        granted them, such as the drift monitor.
+        """
         reader = f"arn:{self.partition}:iam::{self.account}:role/{traffic_reader_role_name(config, self.region)}"
         self.bucket.add_to_resource_policy(iam.PolicyStatement(
             sid="TrafficReadOnlyByObserverMode", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
-            actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[self.bucket.arn_for_objects(f"{layout.TRAFFIC}*")],
+            actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[self.bucket.arn_for_objects(f"{layout.TRAFFIC_REQUESTS}*")],
             conditions={"ArnNotEquals": {"aws:PrincipalArn": reader}},
         ))
 

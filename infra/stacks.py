@@ -9,6 +9,7 @@ from constructs import Construct
 from infra.annotation_trigger import AnnotationTrigger
 from infra.config import DeploymentConfig
 from infra.foundation import FoundationStack
+from infra.drift_monitor import DriftMonitor
 from infra.monitoring import Monitoring, Watched
 from infra.promotion import EndpointAlarms, Promotion
 from infra.routing import RoutingService
@@ -63,7 +64,11 @@ class OperationsStack(Stack):
             functions={"routing": routing.handler, "promotion": promotion.handler, "annotation-gate": trigger.handler},
             endpoint_errors=endpoint.errors, endpoint_latency=endpoint.latency, endpoint_alarms=endpoint.alarms,
         )
-        self.monitoring = Monitoring(self, "Monitoring", config=config, topic=import_shared(self, config).alarm_topic, watched=watched)
+        shared = import_shared(self, config)
+        self.monitoring = Monitoring(self, "Monitoring", config=config, topic=shared.alarm_topic, watched=watched)
+        # Is live traffic still like the production model's calibration sample? (issue 12; sav_router.aws.drift)
+        self.drift = DriftMonitor(self, "DriftMonitor", bucket=shared.bucket, key=shared.key, topic=shared.alarm_topic,
+                                  log_retention_days=config.log_retention_days)
 
 
 def build(scope: Construct, config: DeploymentConfig, **stack_kwargs) -> dict[str, Stack]:

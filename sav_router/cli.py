@@ -15,13 +15,15 @@ from sav_router import __version__
 from sav_router.commandline import EXIT_USAGE, UsageError
 from sav_router.console.commands import add_console_commands  # console, console users add
 from sav_router.evaluation.commands import add_evaluation_commands  # evaluate, predict
+from sav_router.discovery.commands import add_discovery_commands  # discover
 from sav_router.loop.commands import add_loop_commands  # models, register, promote, rollback, route, compare, select, import, quickstart
+from sav_router.monitoring.commands import add_monitoring_commands  # monitor
 from sav_router.review.commands import add_review_commands  # review, audit
 from sav_router.serving.commands import add_serving_commands  # serve, export-onnx
 from sav_router.training.commands import add_training_commands  # train
 
 COMMAND_GROUPS = (add_training_commands, add_evaluation_commands, add_loop_commands, add_review_commands, add_serving_commands,
-                  add_console_commands)
+                  add_monitoring_commands, add_discovery_commands, add_console_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ BASE_MODEL = "SAV_ROUTER_BASE_MODEL"  # HF model folder or id used when --base-m
 NUM_THREADS = "SAV_ROUTER_NUM_THREADS"  # torch intra-op threads (default: usable cores)
 DEVICE = "SAV_ROUTER_DEVICE"  # torch device for training: cpu | cuda | cuda:N (default: cuda when available)
 WORKSPACE = "SAV_ROUTER_WORKSPACE"  # local workspace folder (registry, traffic, annotations)
+OUT_OF_SCOPE_LABEL = "SAV_ROUTER_OUT_OF_SCOPE_LABEL"  # name of the reserved "none of these" answer (default out_of_scope)
 
 # The HTTP server (a SageMaker container is configured only through its environment)
 BACKEND = "SAV_ROUTER_BACKEND"  # torch | onnx | onnx-int8 (default: the bundle's recorded choice)
@@ -69,6 +70,8 @@ ROLLBACK_ALARMS = "ROLLBACK_ALARMS"  # JSON [alarm name, ...]
 SUBNET_IDS = "SUBNET_IDS"  # JSON [subnet id, ...]
 SECURITY_GROUP_IDS = "SECURITY_GROUP_IDS"  # JSON [security group id, ...]
 BAKING_SECONDS = "BAKING_SECONDS"
+DRIFT_DAYS = "DRIFT_DAYS"  # days of logged decisions the drift monitor tests
+DRIFT_ALPHA = "DRIFT_ALPHA"  # its false-alarm level
 # Powertools (set by infra/lambda_function.py on every function)
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"

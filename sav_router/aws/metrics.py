@@ -14,6 +14,9 @@ ROUTED = "Routed"
 ESCALATED = "Escalated"
 MALFORMED = "Malformed"
 MODEL_UNAVAILABLE = "ModelUnavailable"
+DRIFT_ALARM = "DriftAlarm"  # 1 when the drift monitor fires (service=monitor)
+DRIFT_REQUESTS = "DriftRequests"
+NOVELTY_FLAGGED_SHARE = "NoveltyFlaggedShare"
 OVERRIDES_REFUSED = "OverridesRefused"  # an operator override refused when read (the last good one is kept)
 
 

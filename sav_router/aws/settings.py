@@ -138,5 +138,13 @@ class PromotionSettings(FunctionSettings):
     baking_seconds: int = _var(env.BAKING_SECONDS, 600, codec=int)
 
 
+@dataclass(frozen=True, kw_only=True)
+class DriftSettings(FunctionSettings):
+    function: ClassVar[str] = "drift_monitor"
+    artifacts_bucket: str = _var(env.ARTIFACTS_BUCKET)
+    drift_days: int = _var(env.DRIFT_DAYS, 1, codec=int)
+    drift_alpha: float = _var(env.DRIFT_ALPHA, 0.01, codec=float)
+
+
 SETTINGS = {cls.function: cls for cls in (RoutingSettings, GateSettings, DatasetSettings, EvaluateSettings,
-                                          ShadowPrepareSettings, ShadowCompareSettings, PromotionSettings)}
+                                          ShadowPrepareSettings, ShadowCompareSettings, PromotionSettings, DriftSettings)}

@@ -70,10 +70,26 @@ class Reject:
         return f"{self.source}:{self.line}: {self.reason}{extra}"
 
 
+@dataclass(frozen=True)
+class Superseded:
+    """An earlier answer replaced by a newer one for the same request: recorded, not an error."""
+
+    source: str
+    line: int
+    request: str  # the request id, else the normalized text's first characters
+    label: str | None
+    by_label: str | None
+    by: str  # source:line of the newer answer
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: request {self.request}: {self.label!r} superseded by {self.by_label!r} ({self.by})"
+
+
 @dataclass
 class LoadResult:
     records: list[Record]
     rejects: list[Reject] = field(default_factory=list)
+    superseded: list[Superseded] = field(default_factory=list)
 
     def by_split(self, split: str) -> list[Record]:
         return [r for r in self.records if r.split == split]
@@ -259,6 +275,43 @@ def read_rows(
     return records, rejects
 
 
+def supersede(records: Sequence[Record]) -> tuple[list[Record], list[Superseded]]:
+    """Across drops, the newest answer for a request wins: by request id, else by normalized text.
+
+    Records come in reading order: files in the order given (for the
+    workspace's time-stamped drops, the order they arrived), so a later file's
+    answer is the newer one. An answer from an earlier file with another label
+    is set aside as superseded. Inside one file there is no "newer": two
+    labels for one text there stay a conflict for `deduplicate`, and
+    same-label copies are exact duplicates.
+    """
+    def identity(record: Record) -> tuple[str, str]:
+        return ("id", record.id) if record.id else ("text", record.key)
+
+    newest: dict[tuple[str, str], Record] = {}
+    for record in records:
+        newest[identity(record)] = record
+    kept: list[Record] = []
+    superseded: list[Superseded] = []
+    for record in records:
+        winner = newest[identity(record)]
+        if winner.source != record.source and winner.label != record.label:
+            shown = record.id or record.key[:40]
+            superseded.append(Superseded(record.source, record.line, shown, record.label, winner.label, f"{winner.source}:{winner.line}"))
+            continue
+        kept.append(record)
+    return kept, superseded
+
+
+def write_superseded(superseded: Sequence[Superseded], path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for row in superseded:
+            handle.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+    return path
+
+
 def deduplicate(records: Sequence[Record]) -> tuple[list[Record], list[Reject]]:
     """Drop exact duplicates; reject every copy of a text annotated with two labels."""
     labels_by_key: dict[str, set[str | None]] = defaultdict(set)
@@ -298,12 +351,13 @@ def load_annotations(
         file_records, file_rejects = read_rows(path, columns=columns, require_label=require_label, default_split=default_split)
         records.extend(file_records)
         rejects.extend(file_rejects)
+    records, superseded = supersede(records)
     kept, dedup_rejects = deduplicate(records)
     rejects.extend(dedup_rejects)
     if not kept:
         shown = "; ".join(str(reject) for reject in rejects[:3])
         raise NoValidDataError(f"no valid annotated row in {', '.join(map(str, paths))}" + (f" (e.g. {shown})" if shown else ""))
-    return LoadResult(records=kept, rejects=rejects)
+    return LoadResult(records=kept, rejects=rejects, superseded=superseded)
 
 
 def write_rejects(rejects: Sequence[Reject], path: str | os.PathLike[str]) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from sav_router.core.labels import out_of_scope_label
 from sav_router.data.annotations import (
     BAD_SPLIT,
     EMPTY_TEXT,
@@ -41,11 +42,23 @@ SEVERAL_CHOICES = "several_choices"
 _ROW_KEYS = {"id", "text", "label", "score", "data"}
 
 
-def labeling_config(labels: Sequence[str], *, from_name: str = FROM_NAME, to_name: str = TO_NAME) -> str:
-    """A single-choice text classification config whose names match our predictions."""
+def labeling_config(
+    labels: Sequence[str],
+    *,
+    from_name: str = FROM_NAME,
+    to_name: str = TO_NAME,
+    out_of_scope: str | None = None,
+) -> str:
+    """A single-choice text classification config whose names match our predictions.
+
+    The last choice is always the reserved out-of-scope answer ("none of
+    these"), so an off-topic request can be answered instead of skipped.
+    """
     if not labels:
         raise ValueError("a labeling config needs at least one label")
-    choices = "\n".join(f"    <Choice value={quoteattr(str(label))}/>" for label in labels)
+    reserved = out_of_scope_label(out_of_scope)
+    values = [str(label) for label in labels if str(label) != reserved] + [reserved]
+    choices = "\n".join(f"    <Choice value={quoteattr(value)}/>" for value in values)
     return (
         "<View>\n"
         f"  <Text name={quoteattr(to_name)} value={quoteattr('$' + to_name)}/>\n"
@@ -190,6 +203,23 @@ def _superseded_min_rows(items: Sequence[Any]) -> set[int]:
     return {n for n, item in rows if isinstance(item.get("id"), (str, int)) and item["id"] in latest and "annotation_id" in item and n not in kept}
 
 
+def is_json_min(items: Sequence[Any]) -> bool:
+    """JSON-MIN rows are flat (no `data`) and carry annotation fields."""
+    return any(isinstance(item, dict) and not _is_task(item) and ("annotation_id" in item or "annotator" in item) for item in items)
+
+
+JSON_MIN_WARNING = (
+    "{source} is a JSON-MIN export: Label Studio leaves skipped (cancelled) tasks out of it, so they are absent "
+    "here, neither imported nor rejected; export JSON to see them (answer off-topic requests out of scope instead of skipping)"
+)
+
+
+def export_warnings(path: str | os.PathLike[str]) -> list[str]:
+    """What an import of this export should tell the user besides rejects."""
+    items = load_export(path)
+    return [JSON_MIN_WARNING.format(source=path)] if items is not None and is_json_min(items) else []
+
+
 def read_export(
     path: str | os.PathLike[str],
     *,
@@ -221,7 +251,12 @@ def read_export(
         full = _is_task(item)
         data = item["data"] if full else item
         task_id = item.get("id")
-        where = f"task {task_id}" if task_id is not None else ""
+        # Our tasks carry request_id; otherwise the row's own id, except in JSON-MIN rows
+        # (those with an annotation_id), where `id` is Label Studio's task id.
+        own_id = data.get(columns.id) if full or "annotation_id" not in item else None
+        request_id = _text_value(data.get(REQUEST_ID)) or _text_value(own_id)
+        # rejects name the request (what the user knows); the task id only when there is none
+        where = f"request {request_id}" if request_id else (f"task {task_id}" if task_id is not None else "")
         text = _text_value(data.get(columns.text))
         if text is not None and _has_undecodable(text):
             rejects.append(Reject(source, number, UNDECODABLE, where))
@@ -236,12 +271,9 @@ def read_export(
             continue
         tag = (_text_value(data.get(columns.split)) or split).strip().lower()
         if tag != split:  # a row tagged for the other split is not moved (held-out rows stay held out)
-            rejects.append(Reject(source, number, BAD_SPLIT, f"tagged {tag!r}, imported as {split!r}"))
+            rejects.append(Reject(source, number, BAD_SPLIT, "; ".join(filter(None, [f"tagged {tag!r}, imported as {split!r}", where]))))
             continue
-        # Our tasks carry request_id; otherwise the row's own id, except in JSON-MIN rows
-        # (those with an annotation_id), where `id` is Label Studio's task id.
-        own_id = data.get(columns.id) if full or "annotation_id" not in item else None
-        record_id = _text_value(data.get(REQUEST_ID)) or _text_value(own_id)
+        record_id = request_id
         if record_id is None and task_id is not None:
             record_id = f"ls-{task_id}"
         records.append(Record(text=text.strip(), label=label, id=record_id, split=split, source=source, line=number))

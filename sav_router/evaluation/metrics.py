@@ -16,6 +16,10 @@ misroute, escalating it is right. `report.json` schema (all rates in [0, 1]):
 - `threshold`: the policy that made the decisions
 - `escalation_reasons`: count per reason; `routed_per_team`: count per team
 - `per_label`: {label: {precision, recall, f1, support}} (top-1, in-scope)
+- `promise`: what the bundle's precision promise covers (annotated topics only,
+  or traffic like its calibrate sample, off-topic share included)
+- `monitor`: {`line`, `alarm`, `remedy`}: the drift monitor on the evaluated
+  requests against the calibration sample (`sav_router.monitoring.drift`)
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from sav_router.calibration.temperature import expected_calibration_error, softmax
+from sav_router.calibration.thresholds.promise import promise_text
 from sav_router.calibration.thresholds import clopper_pearson_lower
 from sav_router.data.annotations import Record
 from sav_router.core.policy import Decision, RoutingPolicy
@@ -157,6 +162,8 @@ def evaluate(router: Router, records: Sequence[Record]) -> Evaluation:
     evaluation.report["target_precision"] = calibration.get("target_precision")
     evaluation.report["confidence_level"] = calibration.get("confidence")
     evaluation.examples = _examples(records, decisions, scored, router.labels)
+    evaluation.report["promise"] = promise_text(calibration)
+    evaluation.report["monitor"] = monitor_line(router, decisions)
     return evaluation
 
 
@@ -205,3 +212,14 @@ def curves(evaluation: Evaluation, *, points: int = 200) -> dict[str, Any]:
         },
         "confusion": {"labels": list(evaluation.labels), "matrix": evaluation.confusion.tolist()},
     }
+
+
+def monitor_line(router: Router, decisions: Sequence[Decision]) -> dict[str, Any] | None:
+    """The drift monitor on the evaluated requests: are they like the calibration sample?"""
+    from sav_router.monitoring.drift import check_drift
+
+    reference = router.manifest.calibration.get("reference")
+    if not reference or not reference.get("n"):
+        return None
+    report = check_drift([d.to_dict() | {"scores": {}} for d in decisions], reference)
+    return {"line": report.line(), "alarm": report.alarm, "remedy": report.remedy}

@@ -163,14 +163,30 @@ def _comparison_markdown(report: dict, texts: dict[str, str], production: str, c
             f"| coverage | {labeled['production']['coverage']} | {labeled['candidate']['coverage']} | {d['coverage']} {d['coverage_ci']} |",
             f"| misroutes | {labeled['production']['misroutes']} | {labeled['candidate']['misroutes']} | McNemar p = {labeled['mcnemar_misroutes']['p_value']} |",
             f"| top-1 accuracy | {labeled['production']['top1_accuracy']} | {labeled['candidate']['top1_accuracy']} | McNemar p = {labeled['mcnemar_top1']['p_value']} |",
+            f"| out-of-scope requests routed (of {labeled.get('out_of_scope', 0)}) | {labeled['production'].get('out_of_scope_routed')} | {labeled['candidate'].get('out_of_scope_routed')} | misroutes |",
             "",
         ]
+    for side in ("production", "candidate"):
+        if report.get("monitor", {}).get(side):
+            lines += [f"Monitor ({side} calibration sample vs these requests): {report['monitor'][side]}", ""]
     lines += ["## Decision flips", ""]
     for kind, flip in report["flips"].items():
         lines.append(f"- **{kind}**: {flip['count']}")
         for rid in flip["examples"]:
             lines.append(f"  - `{rid}`: {texts.get(rid, '')[:120]!r}")
     return "\n".join(lines) + "\n"
+
+
+def _monitor_lines(sides, production_dir, candidate_dir) -> dict[str, str | None]:
+    """Each model's drift monitor on the compared requests (its calibration sample as the reference)."""
+    from sav_router.core.bundle import read_manifest
+    from sav_router.monitoring.drift import check_drift
+
+    lines: dict[str, str | None] = {}
+    for name, folder in (("production", production_dir), ("candidate", candidate_dir)):
+        reference = read_manifest(folder).calibration.get("reference")
+        lines[name] = check_drift(sides[name][1], reference).line() if reference and reference.get("n") else None
+    return lines
 
 
 def compare_models(production_dir, candidate_dir, rows: list[dict], gold: dict[str, str], *, gate, workspace, output: Path | None = None) -> tuple[dict, list[Path]]:
@@ -191,6 +207,7 @@ def compare_models(production_dir, candidate_dir, rows: list[dict], gold: dict[s
         sides[name] = (router.version, router.decision_records(requests))
     report = compare_decisions(sides["production"][1], sides["candidate"][1], gold, gate=gate)
     report |= {"production_version": sides["production"][0], "candidate_version": sides["candidate"][0]}
+    report["monitor"] = _monitor_lines(sides, production_dir, candidate_dir)
     by_id = {row["id"]: row["text"] for row in rows}
     markdown = _comparison_markdown(report, by_id, sides["production"][0], sides["candidate"][0])
     outputs = [Path(output)] if output is not None else []

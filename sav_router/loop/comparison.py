@@ -107,6 +107,12 @@ def compare_decisions(
     return report
 
 
+def _reserved(label: str) -> bool:
+    from sav_router.core.labels import out_of_scope_label
+
+    return label == out_of_scope_label()
+
+
 def _labeled_comparison(ids, prod, cand, gold, *, bootstrap: int, level: float, seed: int) -> dict[str, Any]:
     n = len(ids)
     if n == 0:
@@ -114,8 +120,8 @@ def _labeled_comparison(ids, prod, cand, gold, *, bootstrap: int, level: float, 
     truth = [gold[i] for i in ids]
     p_routed = [prod[i].get("decision") == ROUTE for i in ids]
     c_routed = [cand[i].get("decision") == ROUTE for i in ids]
-    p_correct = [prod[i].get("label") == t for i, t in zip(ids, truth)]
-    c_correct = [cand[i].get("label") == t for i, t in zip(ids, truth)]
+    p_correct = [prod[i].get("label") == t and not _reserved(t) for i, t in zip(ids, truth)]
+    c_correct = [cand[i].get("label") == t and not _reserved(t) for i, t in zip(ids, truth)]
     rows = list(range(n))
     p_cov, p_prec = _rates(p_routed, p_correct, rows)
     c_cov, c_prec = _rates(c_routed, c_correct, rows)
@@ -129,6 +135,11 @@ def _labeled_comparison(ids, prod, cand, gold, *, bootstrap: int, level: float, 
         d_cov.append(cc - pc)
         if pp is not None and cp is not None:
             d_prec.append(cp - pp)
+    # Gold labels answered out of scope: no routed label can be right (a misroute when routed).
+    from sav_router.core.labels import out_of_scope_label
+
+    reserved = out_of_scope_label()
+    oos = [t == reserved for t in truth]
     p_misroute = [r and not ok for r, ok in zip(p_routed, p_correct)]
     c_misroute = [r and not ok for r, ok in zip(c_routed, c_correct)]
     b = sum(p and not c for p, c in zip(p_misroute, c_misroute))
@@ -138,8 +149,11 @@ def _labeled_comparison(ids, prod, cand, gold, *, bootstrap: int, level: float, 
     r4 = lambda x: None if x is None else round(x, 4)  # noqa: E731
     return {
         "n": n,
-        "production": {"coverage": r4(p_cov), "routed_precision": r4(p_prec), "misroutes": sum(p_misroute), "top1_accuracy": r4(sum(p_correct) / n)},
-        "candidate": {"coverage": r4(c_cov), "routed_precision": r4(c_prec), "misroutes": sum(c_misroute), "top1_accuracy": r4(sum(c_correct) / n)},
+        "out_of_scope": sum(oos),
+        "production": {"coverage": r4(p_cov), "routed_precision": r4(p_prec), "misroutes": sum(p_misroute), "top1_accuracy": r4(sum(p_correct) / n),
+                       "out_of_scope_routed": sum(o and r for o, r in zip(oos, p_routed))},
+        "candidate": {"coverage": r4(c_cov), "routed_precision": r4(c_prec), "misroutes": sum(c_misroute), "top1_accuracy": r4(sum(c_correct) / n),
+                      "out_of_scope_routed": sum(o and r for o, r in zip(oos, c_routed))},
         "difference": {
             "routed_precision": None if p_prec is None or c_prec is None else r4(c_prec - p_prec),
             "routed_precision_ci": _interval(d_prec, level),

@@ -30,9 +30,10 @@ from sav_router.data.annotations import (
     deduplicate,  # the core's duplicate / conflict rule, shared on purpose
     label_problem,
     read_rows,
+    supersede,  # newest answer per request wins, as at training time
     write_rejects,
 )
-from sav_router.data.labelstudio import is_export, read_export
+from sav_router.data.labelstudio import export_warnings, is_export, read_export
 from sav_router.core.jsonio import append_jsonl
 from sav_router.loop.workspace import Workspace, stamp
 
@@ -53,13 +54,17 @@ class ImportResult:
     format: str  # "label-studio", "jsonl" or "csv"
     labels: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
+    superseded: int = 0  # earlier answers in this file replaced by newer ones (recorded, not rejected)
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         line = f"imported {self.imported} {self.split} annotations ({self.format}) -> {self.path}"
+        if self.superseded:
+            line += f"; {self.superseded} earlier answers superseded by newer ones for the same request"
         if self.rejected:
             shown = ", ".join(f"{reason}={n}" for reason, n in sorted(self.reasons.items()))
             line += f"; {self.rejected} rejected ({shown}) -> {self.rejects_path}"
-        return line
+        return "\n".join([line] + [f"warning: {w}" for w in self.warnings])
 
 
 def _check_arguments(path: Path, split: str, source: str) -> None:
@@ -106,6 +111,8 @@ def import_annotations(
     path = Path(path)
     _check_arguments(path, split, source)
     records, rejects, kind = _read(path, split, columns)
+    warnings = export_warnings(path) if kind == "label-studio" else []
+    records, superseded = supersede(records)
     kept, dedup_rejects = deduplicate(records)
     rejects.extend(dedup_rejects)
     if not kept:
@@ -124,4 +131,6 @@ def import_annotations(
         format=kind,
         labels=Counter(r.label for r in kept if r.label),
         reasons=Counter(r.reason for r in rejects),
+        superseded=len(superseded),
+        warnings=warnings,
     )

@@ -36,6 +36,13 @@ class OODDetector:
     def score(self, embeddings: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def fit_outliers(self, embeddings: np.ndarray) -> "OODDetector":
+        """Outlier exposure: requests annotated out of scope in the teach data.
+
+        The base detector ignores them; detectors that can use them override this.
+        """
+        return self
+
     def fit_threshold(self, in_distribution_embeddings: np.ndarray):
         """Threshold = `quantile` of held-out in-distribution scores."""
         scores = self.score(in_distribution_embeddings)
@@ -113,27 +120,46 @@ class NearestNeighbourOOD(OODDetector):
         self._bank32 = self.bank_.astype(np.float32)
         return self
 
+    def fit_outliers(self, embeddings: np.ndarray) -> "NearestNeighbourOOD":
+        """Keep out-of-scope examples: a request closer to one of them than to any
+        training request scores higher by the difference (see `score`)."""
+        if len(embeddings):
+            self.outliers_ = _unit_rows(embeddings).astype(np.float16)
+            self._outliers32 = self.outliers_.astype(np.float32)
+        return self
+
     def score(self, embeddings: np.ndarray, *, chunk: int = 1024) -> np.ndarray:
+        """1 - cosine similarity to the k-th nearest training request; with outlier
+        exposure, plus how much closer the nearest out-of-scope example is (never less)."""
         x = _unit_rows(embeddings)
         k = min(self.k, len(self._bank32))
+        outliers = getattr(self, "_outliers32", None)
         out = np.empty(len(x), dtype=np.float64)
         for start in range(0, len(x), chunk):
             similarity = x[start : start + chunk] @ self._bank32.T
             kth = np.partition(similarity, -k, axis=1)[:, -k]
             out[start : start + chunk] = 1.0 - kth
+            if outliers is not None:
+                nearest_out = (x[start : start + chunk] @ outliers.T).max(axis=1)
+                out[start : start + chunk] += np.maximum(0.0, nearest_out - kth)
         return out
 
     def params(self) -> dict[str, object]:
         return {"k": self.k}
 
     def tensors(self) -> dict[str, np.ndarray]:
-        return {"bank": self.bank_}
+        tensors = {"bank": self.bank_}
+        if getattr(self, "outliers_", None) is not None:
+            tensors["outliers"] = self.outliers_
+        return tensors
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, np.ndarray], *, threshold: float, quantile: float, k: int = 1, **_params) -> "NearestNeighbourOOD":
         detector = cls(quantile=quantile, k=int(k))
         detector.bank_ = np.asarray(tensors["bank"], dtype=np.float16)
         detector._bank32 = detector.bank_.astype(np.float32)
+        if "outliers" in tensors:
+            detector.fit_outliers(np.asarray(tensors["outliers"], dtype=np.float32))
         detector.threshold_ = float(threshold)
         return detector
 

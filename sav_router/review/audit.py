@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sav_router.core.labels import out_of_scope_label
 from sav_router.review.items import AUDIT_SOURCE, lenient_rows
 from sav_router.loop.workspace import Workspace
 
@@ -123,11 +124,15 @@ def s3_audit_rows(s3: Any, bucket: str, prefix: str = "annotations/") -> list[Ma
 
 def _estimate(answers: list[Mapping[str, Any]], confidence: float) -> dict[str, Any]:
     trials = len(answers)
-    correct = sum(1 for row in answers if row["label"].strip() == row["model_label"].strip())
+    # An audited request answered out of scope was routed but should not have been: a misroute.
+    reserved = out_of_scope_label()
+    out_of_scope = sum(1 for row in answers if row["label"].strip() == reserved)
+    correct = sum(1 for row in answers if row["label"].strip() == row["model_label"].strip() and row["label"].strip() != reserved)
     if not trials:
-        return {"audited": 0, "correct": 0, "precision": None, "interval": None}
+        return {"audited": 0, "correct": 0, "precision": None, "interval": None, "out_of_scope": 0}
     lower, upper = clopper_pearson(correct, trials, confidence)
-    return {"audited": trials, "correct": correct, "precision": round(correct / trials, 4), "interval": [round(lower, 4), round(upper, 4)]}
+    return {"audited": trials, "correct": correct, "precision": round(correct / trials, 4), "interval": [round(lower, 4), round(upper, 4)],
+            "out_of_scope": out_of_scope}
 
 
 def estimate_precision(answers: Iterable[Mapping[str, Any]], *, confidence: float = CONFIDENCE) -> dict[str, Any]:
@@ -155,7 +160,8 @@ def format_estimate(report: Mapping[str, Any]) -> str:
 
     def line(name: str, part: Mapping[str, Any]) -> str:
         low, high = part["interval"]
-        return f"{name}: {part['precision']:.3f} [{low:.3f}, {high:.3f}] ({part['correct']}/{part['audited']} routed labels confirmed)"
+        oos = f"; {part['out_of_scope']} answered out of scope (misroutes)" if part.get("out_of_scope") else ""
+        return f"{name}: {part['precision']:.3f} [{low:.3f}, {high:.3f}] ({part['correct']}/{part['audited']} routed labels confirmed{oos})"
 
     lines = [line(f"live routed precision ({level} Clopper-Pearson)", report)]
     lines += [line(f"  {version}", part) for version, part in report["by_model_version"].items()]

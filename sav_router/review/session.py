@@ -2,7 +2,8 @@
 
 For each request: its text, why it was escalated (or that it is an audit
 sample), the model's numbered suggestions with scores. The reviewer types a
-number, a label, `s` (skip), `q` (quit) or `?` (help). Answers become
+number, a label, `o` (out of scope: none of these), `s` (skip), `q` (quit)
+or `?` (help). Answers become
 annotations through the queue (`teach` for escalations, `check` with source
 `audit` for audit samples, which are never trained on).
 
@@ -19,12 +20,15 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sav_router.core.labels import out_of_scope_label
 from sav_router.review.items import ReviewItem, annotation_row
 from sav_router.review.queue import ReviewQueue
 
 HELP = """\
   1..9      pick that suggestion
   a label   type any label (an unknown one asks for confirmation)
+  o         out of scope: none of these (spam, chit-chat, another department's or a new
+            kind of request); never routed, and it teaches the router to escalate such requests
   s         skip: leave it for later (or for another reviewer)
   q         quit: answers so far are saved, this request stays queued
   ?         this help"""
@@ -67,7 +71,7 @@ def show(item: ReviewItem, choices: Sequence[tuple[str, float | None]], say: Cal
     width = max([len(label) for label, _ in choices] + [1])
     for number, (label, score) in enumerate(choices, start=1):
         say(f"  {number}. {label:<{width}}" + (f"  {score:.2f}" if score is not None else ""))
-    say("  number | label | s skip | q quit | ? help")
+    say("  number | label | o out of scope | s skip | q quit | ? help")
 
 
 def _known_match(typed: str, known: Sequence[str]) -> str | None:
@@ -99,6 +103,8 @@ def _answer(item: ReviewItem, choices: Sequence[tuple[str, float | None]], known
             raise _Quit
         if command == "s":
             return None
+        if command == "o" or typed == out_of_scope_label():
+            return out_of_scope_label()
         if command in ("?", "h", "help"):
             say(HELP)
             continue

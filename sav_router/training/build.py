@@ -23,8 +23,12 @@ import numpy as np
 from sav_router import __version__
 from sav_router.core.bundle import OOD_FILE, Manifest, write_manifest
 from sav_router.calibration.temperature import softmax
+from sav_router.calibration.thresholds.joint import calibrate_joint
+from sav_router.calibration.thresholds.promise import ANNOTATED_TOPICS, TRAFFIC_SAMPLE, promise
 from sav_router.calibration.thresholds import calibrate, policy_from_calibration
-from sav_router.data.annotations import CALIBRATE, CHECK, TEACH, Columns, LoadResult, Record, load_annotations, write_rejects
+from sav_router.core.labels import out_of_scope_label
+from sav_router.monitoring.reference import drift_reference
+from sav_router.data.annotations import CALIBRATE, CHECK, TEACH, Columns, LoadResult, Record, load_annotations, write_rejects, write_superseded
 from sav_router.data.augment import augment_training
 from sav_router.data.splits import Splits, fingerprint, stratified_split
 from sav_router.model.ood import make_detector
@@ -56,17 +60,20 @@ def _split(teach: list[Record], calibrate_rows: list[Record], labels: list[str],
     data like the calibration split, and teach rows picked by active learning
     are harder than traffic, so calibrating on them would escalate far more
     than needed. Otherwise calibration rows are carved from the teach rows.
+    A calibrate row whose label the model does not know (the out-of-scope
+    answer, or a topic no teach row has) is kept: routing it would be a
+    misroute, which is exactly what joint calibration must count.
     """
     if not calibrate_rows:
         splits = stratified_split(teach, calibration=config.calibration_share, validation=config.validation_share, seed=config.seed)
         return splits, "carved from teach rows"
-    known = [r for r in calibrate_rows if str(r.label) in labels]
-    if len(known) < len(calibrate_rows):
-        unknown = sorted({str(r.label) for r in calibrate_rows} - set(labels))
-        log(f"  {len(calibrate_rows) - len(known)} calibrate rows have labels no teach row has, not used: {unknown}")
+    unknown = [r for r in calibrate_rows if str(r.label) not in labels]
+    if unknown:
+        log(f"  {len(unknown)} calibrate rows are out of scope (answered out of scope, or a label no teach row has): "
+            "routing one counts as a misroute")
     splits = stratified_split(teach, calibration=0.0, validation=config.validation_share, seed=config.seed)
-    splits.calibration = known
-    return splits, f"{len(known)} rows tagged '{CALIBRATE}'"
+    splits.calibration = list(calibrate_rows)
+    return splits, f"{len(calibrate_rows)} rows tagged '{CALIBRATE}' ({len(unknown)} out of scope)"
 
 
 def train_bundle(
@@ -88,14 +95,23 @@ def train_bundle(
 
     data = load_annotations(data_paths, columns=columns)
     log(data.summary())
+    if data.superseded:
+        path = write_superseded(data.superseded, output_dir / "superseded.jsonl")
+        log(f"  {len(data.superseded)} earlier answers superseded by newer ones for the same request (recorded in {path})")
     if data.rejects:
         path = write_rejects(data.rejects, output_dir / "rejects.jsonl")
         for reject in data.rejects[:5]:
             log(f"  rejected {reject}")
         log(f"  all {len(data.rejects)} rejected rows written to {path}")
     teach, calibrate_rows, check = data.by_split(TEACH), data.by_split(CALIBRATE), data.by_split(CHECK)
+    oos_name = out_of_scope_label(config.out_of_scope_label)
+    # Teach rows answered out of scope are no class (never routed): they feed the novelty detector.
+    outlier_rows = [r for r in teach if r.label == oos_name]
+    teach = [r for r in teach if r.label != oos_name]
+    if outlier_rows:
+        log(f"  {len(outlier_rows)} teach rows answered {oos_name!r}: no class, used as outlier exposure of the novelty detector")
     if not teach:
-        raise ValueError("no 'teach' rows to train on (every valid row is tagged 'calibrate' or 'check')")
+        raise ValueError("no 'teach' rows to train on (every valid row is tagged 'calibrate' or 'check', or out of scope)")
     labels = sorted({str(r.label) for r in teach})
     if len(labels) < 2:
         raise ValueError(f"need at least 2 labels to train a router, found {labels}")
@@ -123,21 +139,37 @@ def train_bundle(
     _, train_embeddings = classifier.logits_and_embeddings([r.text for r in train])
     detector = make_detector(config.ood_method, quantile=config.ood_quantile, k=config.ood_k)
     detector.fit(train_embeddings, np.array([index[str(r.label)] for r in train]))
+    if outlier_rows:
+        detector.fit_outliers(classifier.logits_and_embeddings([r.text for r in outlier_rows])[1])
     cal_logits, cal_embeddings = classifier.logits_and_embeddings([r.text for r in splits.calibration])
-    detector.fit_threshold(cal_embeddings)
-    cal_labels = np.array([index[str(r.label)] for r in splits.calibration])
-    in_distribution = detector.score(cal_embeddings) <= detector.threshold_
-    result = calibrate(
-        cal_logits,
-        cal_labels,
-        labels,
-        target_precision=config.target_precision,
-        confidence=config.confidence,
-        margins=config.margins,
-        in_distribution=in_distribution,
-        min_label_support=config.min_label_support,
-    )
+    cal_labels = np.array([index.get(str(r.label), -1) for r in splits.calibration])  # -1: out of scope
+    in_scope = cal_labels >= 0
+    detector.fit_threshold(cal_embeddings[in_scope])
+    if calibrate_rows:
+        # A traffic sample: novelty threshold, confidence threshold and margin chosen together,
+        # routed out-of-scope rows counted as errors (Learn-then-Test, `calibration.joint`).
+        result = calibrate_joint(
+            cal_logits, cal_labels, labels, detector.score(cal_embeddings),
+            target_precision=config.target_precision, confidence=config.confidence, margins=config.margins,
+        )
+        detector.threshold_ = float(result.ood_threshold)
+        scope = promise(TRAFFIC_SAMPLE, target=config.target_precision, confidence=config.confidence, out_of_scope_rows=result.out_of_scope)
+    else:
+        result = calibrate(
+            cal_logits,
+            cal_labels,
+            labels,
+            target_precision=config.target_precision,
+            confidence=config.confidence,
+            margins=config.margins,
+            in_distribution=detector.score(cal_embeddings) <= detector.threshold_,
+            min_label_support=config.min_label_support,
+        )
+        scope = promise(ANNOTATED_TOPICS, target=config.target_precision, confidence=config.confidence)
     log(f"calibration: temperature {result.temperature:.3f}; {result.message}")
+    log(f"promise: {scope['text']}")
+    # What `monitor` compares live traffic with: the whole calibration sample, off-topic rows included
+    reference = drift_reference(cal_logits / result.temperature, detector.score(cal_embeddings), detector.threshold_)
     team_table = complete_teams(teams or {}, labels)
     unrouted = sorted(label for label, team in team_table.items() if team is None)
     if unrouted:
@@ -146,7 +178,7 @@ def train_bundle(
 
     created = datetime.now(timezone.utc)
     data_fingerprint = fingerprint(data.records)
-    cal_accuracy = float((softmax(cal_logits).argmax(axis=1) == cal_labels).mean()) if len(cal_labels) else None
+    cal_accuracy = float((softmax(cal_logits[in_scope]).argmax(axis=1) == cal_labels[in_scope]).mean()) if in_scope.any() else None
     manifest = Manifest(
         labels=labels,
         policy=policy,
@@ -156,7 +188,7 @@ def train_bundle(
         temperature=result.temperature,
         max_length=config.max_length,
         architecture={"pooling": "mean", "normalize": config.normalize, "head": "linear"},
-        calibration=result.to_dict(),
+        calibration=result.to_dict() | {"promise": scope, "reference": reference},
         ood={"method": detector.METHOD, "params": detector.params(), "quantile": config.ood_quantile, "threshold": detector.threshold_, "file": OOD_FILE},
         training={
             "data_fingerprint": data_fingerprint,

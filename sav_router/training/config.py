@@ -63,6 +63,9 @@ class TrainConfig:
     ood_method: str = _knob("knn", "out-of-distribution score", choices=OOD_METHODS)
     ood_k: int = _knob(1, "neighbour rank of the knn score")
     min_label_support: int | None = _knob(None, "calibration rows a label needs for its own threshold", cli=False)
+    out_of_scope_label: str | None = _knob(
+        None, "the reserved 'none of these' answer (default: $SAV_ROUTER_OUT_OF_SCOPE_LABEL, else out_of_scope)"
+    )
     num_threads: int | None = _knob(None, "torch threads (default: usable cores)", flag="--threads")
     device: str | None = _knob(None, "torch device for fine-tuning: cpu, cuda, cuda:N (default: $SAV_ROUTER_DEVICE, else cuda when available)")
     max_steps: int | None = _knob(None, "stop fine-tuning after this many steps (smoke runs)")

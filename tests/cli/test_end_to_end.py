@@ -132,7 +132,9 @@ def test_rows_tagged_calibrate_are_the_calibration_split_and_never_trained_on(ti
     config = TrainConfig(base_model=tiny_base_model, epochs=1, progress=False, learning_rate=1e-3, head_learning_rate=1e-2)
     train_bundle([data], tmp_path / "model", config=config, log=messages.append)
     splits = read_manifest(tmp_path / "model").training["splits"]
-    # THEN calibration is exactly the calibrate rows of known labels; no teach row is carved off for it
-    assert splits["calibration"] == 48 and "calibrate" in splits["calibration_source"]
+    # THEN calibration is exactly the calibrate rows, the unknown label's included (out of scope:
+    # routing one would be a misroute); no teach row is carved off for it
+    assert splits["calibration"] == 51 and "calibrate" in splits["calibration_source"] and "3 out of scope" in splits["calibration_source"]
     assert splits["train"] + splits["validation"] == 160
-    assert any("not used: ['smalltalk']" in m for m in messages)
+    assert any("3 calibrate rows are out of scope" in m for m in messages)
+    assert read_manifest(tmp_path / "model").calibration["out_of_scope"] == 3

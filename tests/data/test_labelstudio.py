@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from sav_router.core.labels import OUT_OF_SCOPE
 from sav_router.data import labelstudio
 from sav_router.data.annotations import CHECK, MISSING_LABEL, NoValidDataError
 
@@ -79,7 +80,14 @@ def test_labeling_config_is_xml_whose_names_match_the_predictions():
     assert text.get("name") == labelstudio.TO_NAME and text.get("value") == "$text"
     assert choices.get("name") == labelstudio.FROM_NAME and choices.get("toName") == text.get("name")
     assert choices.get("choice") == "single"
-    assert [c.get("value") for c in choices.findall("Choice")] == labels
+    # AND the reserved out-of-scope answer is always the last choice ("none of these")
+    assert [c.get("value") for c in choices.findall("Choice")] == labels + [OUT_OF_SCOPE]
+
+
+def test_labeling_config_offers_the_configured_out_of_scope_name_once(monkeypatch):
+    monkeypatch.setenv("SAV_ROUTER_OUT_OF_SCOPE_LABEL", "none_of_these")
+    root = ET.fromstring(labelstudio.labeling_config(["delivery", "none_of_these", "refund"]))
+    assert [c.get("value") for c in root.find("Choices").findall("Choice")] == ["delivery", "refund", "none_of_these"]
 
 
 def test_labeling_config_needs_labels():
@@ -137,7 +145,8 @@ def test_read_export_of_a_real_label_studio_export(tmp_path):
         (5, labelstudio.SEVERAL_CHOICES),
         (6, "empty_text"),
     ]
-    assert "task 4" in rejects[1].detail and rejects[0].source == str(path)
+    # AND a reject names the request id, never Label Studio's task id when the request has one
+    assert rejects[1].detail == "request r4" and rejects[0].source == str(path)
 
 
 def test_read_export_prefers_our_choices_control_when_there_are_several(tmp_path):

@@ -179,7 +179,7 @@ def test_traffic_is_readable_only_by_the_observer_mode_step(synthesized):
                  if any(s.get("Sid") == "TrafficReadOnlyByObserverMode" for s in p["Properties"]["PolicyDocument"]["Statement"])]
     (deny,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "TrafficReadOnlyByObserverMode"]
     assert deny["Effect"] == "Deny" and deny["Principal"] == {"AWS": "*"} and "s3:GetObject" in deny["Action"]
-    assert render(deny["Resource"]).endswith("/traffic/*")
+    assert render(deny["Resource"]).endswith("/traffic/requests/*")  # the request texts; decisions carry none
     reader = render(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
     assert reader == "arn:<AWS::Partition>:iam::123456789012:role/sav-router-eu-west-1-shadow-prepare"
     # that role exists, with that name, and is the shadow_prepare function's
@@ -210,3 +210,15 @@ def test_routing_concurrency_protects_the_endpoint_without_throttling_sqs(synthe
     (mapping,) = [m for m in resources(raw, "AWS::Lambda::EventSourceMapping").values() if m["Properties"]["FunctionName"] == {"Ref": fn_id}]
     assert fn["Properties"]["ReservedConcurrentExecutions"] == synthesized.config.routing_concurrency
     assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": synthesized.config.routing_concurrency}
+
+
+def test_the_drift_monitor_reads_decisions_and_manifests_only(synthesized):
+    """Wired into the operations stack: it reads traffic/decisions/ (no request text) and the manifests, nothing else."""
+    operations = synthesized.raw["operations"]
+    (fn,) = [f for f in resources(operations, "AWS::Lambda::Function").values()
+             if f["Properties"].get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME") == "drift_monitor"]
+    role = function_role(operations, fn)
+    statements = json.dumps([p for p in resources(operations, "AWS::IAM::Policy").values()
+                             if role in json.dumps(p["Properties"].get("Roles", []))])
+    assert "traffic/decisions/" in statements and "models/manifests/" in statements
+    assert "traffic/requests/" not in statements

@@ -148,3 +148,34 @@ def test_a_label_studio_choice_that_cannot_be_a_label_is_rejected(workspace, tmp
     result = import_annotations(workspace, export)
     assert [r["id"] for r in read_jsonl(result.path)] == ["r1"]
     assert sorted((r["line"], r["reason"]) for r in read_jsonl(result.rejects_path)) == [(2, "invalid_label"), (3, "invalid_label"), (4, "invalid_label")]
+
+
+def test_out_of_scope_answers_are_imported_and_a_json_min_export_warns_that_skipped_tasks_are_absent(workspace, tmp_path):
+    from sav_router.core.labels import OUT_OF_SCOPE
+
+    # GIVEN a JSON-MIN export (flat rows, one per annotation) with an out-of-scope answer
+    export = tmp_path / "project-min.json"
+    export.write_text(json.dumps([
+        {"text": "tell me a joke", "request_id": "r1", "id": 7, "label": OUT_OF_SCOPE, "annotator": 1, "annotation_id": 3, "created_at": "2026-01-05T10:00:00Z"},
+        {"text": "my parcel is late", "request_id": "r2", "id": 8, "label": "delivery", "annotator": 1, "annotation_id": 4, "created_at": "2026-01-05T10:00:00Z"},
+        {"text": "no answer", "request_id": "r3", "id": 9, "annotator": 1, "annotation_id": 5, "created_at": "2026-01-05T10:00:00Z"},
+    ]), encoding="utf-8")
+    # WHEN it is imported as calibrate rows
+    result = import_annotations(workspace, export, split="calibrate")
+    # THEN the out-of-scope answer is a row like any other
+    assert sorted((r["id"], r["label"]) for r in read_jsonl(result.path)) == [("r1", OUT_OF_SCOPE), ("r2", "delivery")]
+    # AND the import warns that JSON-MIN leaves skipped tasks out, and the reject names the request, not the task
+    assert len(result.warnings) == 1 and "skipped" in result.warnings[0] and "warning:" in result.summary()
+    (reject,) = read_jsonl(result.rejects_path)
+    assert reject["detail"] == "request r3"
+
+
+def test_an_answer_corrected_inside_one_export_file_is_not_a_conflict_when_newer(workspace, tmp_path):
+    # GIVEN a full JSON export where task 1 was answered, then corrected (two annotations)
+    task = ls_task(1, "card charged twice", "refund", "r1")
+    task["annotations"].append({"id": 2, "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["billing"]}}],
+                                "was_cancelled": False, "created_at": "2026-01-06T10:00:00Z"})
+    export = tmp_path / "project-2.json"
+    export.write_text(json.dumps([task]), encoding="utf-8")
+    result = import_annotations(workspace, export)
+    assert [(r["id"], r["label"]) for r in read_jsonl(result.path)] == [("r1", "billing")] and result.rejected == 0 and not result.warnings

@@ -59,3 +59,19 @@ def test_an_unknown_method_is_refused_not_guessed():
         detector_from_tensors("isolation-forest", {}, threshold=1.0, quantile=0.99)
     with pytest.raises(ValueError, match="unknown OOD detector"):
         make_detector("lof", quantile=0.99)
+
+
+def test_outlier_exposure_raises_the_score_only_near_out_of_scope_examples_and_survives_the_bundle_format():
+    from sav_router.model.ood import NearestNeighbourOOD, detector_from_tensors
+
+    train = np.array([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0]])
+    outliers = np.array([[0.0, 0.0, 1.0]])
+    plain = NearestNeighbourOOD(k=1).fit(train)
+    exposed = NearestNeighbourOOD(k=1).fit(train).fit_outliers(outliers)
+    near_train, near_outlier = np.array([[1.0, 0.05, 0.0]]), np.array([[0.3, 0.0, 1.0]])
+    # a request near the training data scores the same; one nearer an out-of-scope example scores higher
+    assert exposed.score(near_train)[0] == pytest.approx(plain.score(near_train)[0])
+    assert exposed.score(near_outlier)[0] > plain.score(near_outlier)[0] + 0.5
+    exposed.threshold_ = 0.3
+    again = detector_from_tensors(exposed.METHOD, exposed.tensors(), threshold=0.3, quantile=0.99, params=exposed.params())
+    assert again.score(near_outlier)[0] == pytest.approx(exposed.score(near_outlier)[0], abs=1e-3)

@@ -327,3 +327,21 @@ def test_a_torn_progress_line_does_not_block_a_restart(workspace):
     workspace.path("review", "progress.jsonl").write_text('{"id": "r1", "status": "answered"}\n{"id": "r2", "sta', encoding="utf-8")
     # THEN the queue still opens and resumes after the recorded answer
     assert LocalReviewQueue(workspace).next_item().id == "r2"
+
+
+def test_o_answers_out_of_scope_and_the_audit_estimate_counts_it_as_a_misroute(workspace):
+    from sav_router.core.labels import OUT_OF_SCOPE
+    from sav_router.review.audit import estimate_precision
+
+    # GIVEN an escalated off-topic request and a routed one sampled for audit
+    enqueue(workspace, queue_item("r1", "what's the weather like"), queue_item("a1", "tell me a joke", audit=True))
+    # WHEN the reviewer answers both "none of these" with the o key (and the typed name)
+    result, terminal = review(workspace, "o", OUT_OF_SCOPE, known=["refund", "delivery", "warranty"])
+    # THEN both are out-of-scope annotations, without a "new label" confirmation
+    assert result.answered == 2 and "not a known label" not in terminal.text
+    rows = answers(workspace)
+    assert sorted((r["id"], r["label"], r["split"]) for r in rows) == [("a1", OUT_OF_SCOPE, CHECK), ("r1", OUT_OF_SCOPE, TEACH)]
+    assert "o out of scope" in terminal.text
+    # AND the routed request answered out of scope is a misroute in the live precision estimate
+    estimate = estimate_precision([r for r in rows if r["source"] == "audit"])
+    assert estimate["audited"] == 1 and estimate["correct"] == 0 and estimate["out_of_scope"] == 1

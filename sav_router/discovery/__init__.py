@@ -1,0 +1,1 @@
+"""Surfacing new topics: escalated novel requests grouped into candidate intents."""
