@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.open_set_dev import auroc  # noqa: E402
 from benchmarks.open_traffic import figures, route_mask  # noqa: E402
-from sav_router.calibration.thresholds.joint import calibrate_joint  # noqa: E402
+from sav_router.calibration.joint import calibrate_joint  # noqa: E402
 from sav_router.calibration.temperature import softmax  # noqa: E402
 from sav_router.calibration.thresholds import calibrate  # noqa: E402
 from sav_router.core.bundle import read_manifest  # noqa: E402

@@ -11,7 +11,7 @@ novelty scores only:
    traffic is the annotated `calibrate` sample (requests about the 19
    never-annotated intents labeled out of scope) and the novelty threshold,
    confidence threshold and margin are chosen jointly on it
-   (`sav_router.calibration.thresholds.joint`, what `train` does with calibrate rows);
+   (`sav_router.calibration.joint`, what `train` does with calibrate rows);
    figures are measured on the other two thirds only.
 3. **The monitor** (`sav_router.monitoring.drift`, alpha 0.01): false alarms
    on windows of in-distribution traffic, and the delay (requests after the
@@ -32,8 +32,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sav_router.calibration.thresholds.joint import calibrate_joint  # noqa: E402
-from sav_router.calibration.thresholds.promise import promise_text  # noqa: E402
+from sav_router.calibration.joint import calibrate_joint  # noqa: E402
+from sav_router.calibration.promise import promise_text  # noqa: E402
 from sav_router.calibration.temperature import softmax  # noqa: E402
 from sav_router.core.bundle import read_manifest  # noqa: E402
 from sav_router.monitoring.drift import ALPHA, check_drift  # noqa: E402

@@ -124,7 +124,7 @@ class CalibrationResult:
     margins_tried: list[float] = field(default_factory=list)
     method: str = METHOD
     message: str = ""
-    # Joint calibration on a traffic sample (`sav_router.calibration.thresholds.joint`) also chooses the
+    # Joint calibration on a traffic sample (`sav_router.calibration.joint`) also chooses the
     # novelty threshold and counts out-of-scope rows; None / 0 for teach-carved calibration.
     ood_threshold: float | None = None
     out_of_scope: int = 0

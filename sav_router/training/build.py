@@ -23,8 +23,8 @@ import numpy as np
 from sav_router import __version__
 from sav_router.core.bundle import OOD_FILE, Manifest, write_manifest
 from sav_router.calibration.temperature import softmax
-from sav_router.calibration.thresholds.joint import calibrate_joint
-from sav_router.calibration.thresholds.promise import ANNOTATED_TOPICS, TRAFFIC_SAMPLE, promise
+from sav_router.calibration.joint import calibrate_joint
+from sav_router.calibration.promise import ANNOTATED_TOPICS, TRAFFIC_SAMPLE, promise
 from sav_router.calibration.thresholds import calibrate, policy_from_calibration
 from sav_router.core.labels import out_of_scope_label
 from sav_router.monitoring.reference import drift_reference

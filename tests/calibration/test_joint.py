@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sav_router.calibration.thresholds.joint import calibrate_joint, select_joint
+from sav_router.calibration.joint import calibrate_joint, select_joint
 from sav_router.calibration.thresholds import ROUTE_NOTHING, fixed_sequence_threshold
 
 OFF_TOPIC = 0.25  # share of traffic nobody annotated

@@ -6,7 +6,9 @@ import pytest
 
 from sav_router.cli import main
 from sav_router.core.bundle import read_manifest
-from sav_router.loop.workspace import Workspace, append_jsonl, read_jsonl
+from sav_router.core.jsonio import append_jsonl
+from sav_router.loop.workspace import Workspace
+from tests.conftest import read_jsonl
 
 
 @pytest.fixture
@@ -19,8 +21,19 @@ def workspace(tmp_path, tiny_bundle):
 
 
 def log_traffic(ws, version, decisions):
-    rows = [{"id": f"t{i}", "text": f"request {i}", "production": d | {"model_version": version, "id": f"t{i}"}} for i, d in enumerate(decisions)]
-    append_jsonl(ws.path("traffic", "2026-01-05.jsonl"), rows)
+    """One logged batch in the traffic format `route` and the Lambda write (core.traffic, core.layout)."""
+    from datetime import datetime, timezone
+
+    from sav_router.core import layout
+    from sav_router.core.traffic import traffic_batch
+
+    when = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    name = f"{len(list((ws.root / layout.TRAFFIC_DECISIONS).rglob('*.jsonl'))):06d}.jsonl"  # later batches sort after
+    requests, rows = traffic_batch([(f"t{i}", f"request {i}") for i in range(len(decisions))],
+                                   [d | {"model_version": version, "id": f"t{i}"} for i, d in enumerate(decisions)], received_at=when)
+    requests_key, decisions_key = layout.traffic_keys(when, name)
+    append_jsonl(ws.root / requests_key, requests)
+    append_jsonl(ws.root / decisions_key, rows)
 
 
 def like_calibration(reference, n, *, novel=False):
