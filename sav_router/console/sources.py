@@ -116,26 +116,25 @@ class LocalSource:
     # -- traffic and audit -----------------------------------------------------
     def traffic(self) -> Iterator[dict[str, Any]]:
         """Logged decisions: {id, at, decision, reasons, model_version} (text left out)."""
-        folder = self.workspace.path("traffic")
-        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-            for row in lenient_rows(path.read_text(encoding="utf-8", errors="replace").splitlines()):
-                production = row.get("production") if isinstance(row.get("production"), dict) else {}
-                yield {
-                    "id": row.get("id"),
-                    "at": row.get("received_at"),
-                    "decision": production.get("decision"),
-                    "reasons": production.get("reasons") or [],
-                    "model_version": production.get("model_version"),
-                }
+        from sav_router.monitoring.traffic import traffic_rows  # the one traffic format (core.traffic)
+
+        for row in traffic_rows(self.workspace):
+            production = row["production"]
+            yield {
+                "id": row.get("id"),
+                "at": row.get("received_at"),
+                "decision": production.get("decision"),
+                "reasons": production.get("reasons") or [],
+                "model_version": production.get("model_version"),
+            }
 
     def texts(self, ids: set[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        folder = self.workspace.path("traffic")
-        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-            for row in lenient_rows(path.read_text(encoding="utf-8", errors="replace").splitlines()):
-                if str(row.get("id")) in ids and isinstance(row.get("text"), str):
-                    out[str(row["id"])] = row["text"]
-        return out
+        return {str(row["id"]): row["text"] for row in self._logged() if str(row.get("id")) in ids and isinstance(row.get("text"), str)}
+
+    def _logged(self) -> Iterator[dict[str, Any]]:
+        from sav_router.monitoring.traffic import traffic_rows
+
+        return traffic_rows(self.workspace)
 
     def audit_answers(self) -> list[dict[str, Any]]:
         from sav_router.review.audit import workspace_audit_rows
@@ -151,11 +150,9 @@ class LocalSource:
 
     def _traffic_requests(self) -> list[dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
-        folder = self.workspace.path("traffic")
-        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-            for row in lenient_rows(path.read_text(encoding="utf-8", errors="replace").splitlines()):
-                if row.get("id") is not None and isinstance(row.get("text"), str) and row["text"].strip():
-                    rows[str(row["id"])] = {"id": str(row["id"]), "text": row["text"]}
+        for row in self._logged():
+            if row.get("id") is not None and isinstance(row.get("text"), str) and row["text"].strip():
+                rows[str(row["id"])] = {"id": str(row["id"]), "text": row["text"]}
         return list(rows.values())
 
     def _human_labels(self) -> dict[str, str]:

@@ -117,7 +117,7 @@ def server_env() -> dict:
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # torn down after each module: Playwright's loop must not outlive the console tests (asyncio.run elsewhere)
 def browser():
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} missing: `make test` installs it (apt-get install chromium)")

@@ -84,6 +84,10 @@ def pipeline(synthesized, monkeypatch):
     with mock_aws(config=MOTO_CONFIG):
         boto3.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": aws_env.REGION})
         boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName=f"{config.prefix}-models")
+        # the serving stack's operator overrides (none set): the shadow comparison re-decides with them
+        from infra.shared import overrides_parameter_name
+
+        boto3.client("ssm").put_parameter(Name=overrides_parameter_name(config), Value="{}", Type="String")
         sfn = boto3.client("stepfunctions")
         arn = sfn.create_state_machine(name=f"{config.prefix}-training", definition=definition,
                                        roleArn=f"arn:aws:iam::{aws_env.ACCOUNT}:role/sfn")["stateMachineArn"]

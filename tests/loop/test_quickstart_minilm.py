@@ -43,4 +43,7 @@ def test_quickstart_fine_tunes_minilm_then_routes_and_escalates(tmp_path, capsys
     queue = [json.loads(line) for line in workspace.path("review", "queue.jsonl").read_text().splitlines()]
     assert sum(not row["audit"] for row in queue) == summary["escalated"] == summary["queued"]["escalation"]
     assert sum(row["audit"] for row in queue) == summary["queued"].get("audit", 0) > 0
-    assert sum(1 for path in workspace.path("traffic").glob("*.jsonl") for _ in path.read_text().splitlines()) == 200
+    from sav_router.monitoring.traffic import traffic_rows  # the one traffic format (core.traffic)
+
+    logged = list(traffic_rows(workspace))
+    assert len(logged) == 200 and all(row["text"] for row in logged)
