@@ -37,7 +37,7 @@ from sav_router.console.audit_log import AuditLog
 from sav_router.console.security import HEADERS, LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, decode_session, encode_session, load_secret, new_session, same_token
 from sav_router.console.sources import BATCH, ESCALATIONS, ActionUnavailable
 from sav_router.console.users import User, UsersFile
-from sav_router.core.labels import OUT_OF_SCOPE
+from sav_router.core.labels import out_of_scope_label
 from sav_router.review.queue import LeaseLost
 from sav_router.review.session import choices_for
 from sav_router.loop.workspace import RegistryError
@@ -214,7 +214,7 @@ def create_app(source: Any, settings: ConsoleSettings) -> FastAPI:
 
     def known_labels(item) -> list[str]:
         labels = set(source.labels(item.model_version)) | {label for label, _ in item.top_k} | ({item.label} if item.label else set())
-        return sorted(labels - {OUT_OF_SCOPE})
+        return sorted(labels - {out_of_scope_label()})
 
     @app.get("/queue/{name}", response_class=HTMLResponse)
     async def queue_page(request: Request, name: str) -> Response:
@@ -230,7 +230,7 @@ def create_app(source: Any, settings: ConsoleSettings) -> FastAPI:
             choices = choices_for(item) if item is not None else []
         return page(
             request, "queue.html", name=name, title=QUEUES[name], item=item, choices=choices[:9],
-            labels=labels, pending=pending, out_of_scope=OUT_OF_SCOPE,
+            labels=labels, pending=pending, out_of_scope=out_of_scope_label(),
         )
 
     @app.post("/queue/{name}/answer")
@@ -242,7 +242,7 @@ def create_app(source: Any, settings: ConsoleSettings) -> FastAPI:
         item = await run_in_threadpool(desk.current, user.name)
         if item is None or item.id != item_id:
             return RedirectResponse(f"/queue/{name}?done=lease_lost", status_code=303)
-        if label != OUT_OF_SCOPE and label not in known_labels(item):
+        if label != out_of_scope_label() and label not in known_labels(item):
             raise HTTPException(400, "not a known label: pick one from the list, or out of scope")
         try:
             row = await run_in_threadpool(desk.answer, user.name, item_id, label)
