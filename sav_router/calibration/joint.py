@@ -24,11 +24,11 @@ import numpy as np
 
 from sav_router.calibration.temperature import expected_calibration_error, fit_temperature, softmax
 from sav_router.calibration.thresholds import (
-    ROUTE_NOTHING,
+    ROUTES_NOTHING,
     CalibrationResult,
     SequenceResult,
-    clopper_pearson_lower,
     fixed_sequence_threshold,
+    routed_statistics,
 )
 
 METHOD = "joint learn-then-test: Bonferroni over (novelty quantile x margin), fixed sequence on confidence, Clopper-Pearson"
@@ -124,8 +124,7 @@ def calibrate_joint(
     )
     if best is None:
         return CalibrationResult(
-            threshold=ROUTE_NOTHING, margin=max(margins), label_thresholds={}, guarantee_met=False,
-            routed=0, correct=0, lower_bound=0.0, empirical_precision=0.0, coverage=0.0,
+            margin=max(margins), **ROUTES_NOTHING,
             ood_threshold=min(novelty_thresholds), ood_excluded=int((novelty > min(novelty_thresholds)).sum()),
             message=(
                 f"no (novelty, confidence, margin) setting reaches precision {target_precision} with {confidence:.0%} "
@@ -135,17 +134,14 @@ def calibrate_joint(
         )
     novelty_threshold, margin, chosen = best
     routed_mask = (novelty <= novelty_threshold) & (gap >= margin) & (conf >= chosen.threshold)
-    routed, hits = int(routed_mask.sum()), int((routed_mask & correct).sum())
+    stats = routed_statistics(routed_mask, correct, confidence=level)
+    routed = stats["routed"]
     return CalibrationResult(
         threshold=chosen.threshold,
         margin=margin,
         label_thresholds={},
         guarantee_met=True,
-        routed=routed,
-        correct=hits,
-        lower_bound=clopper_pearson_lower(hits, routed, level),
-        empirical_precision=hits / routed if routed else 0.0,
-        coverage=routed / n if n else 0.0,
+        **stats,
         ood_threshold=novelty_threshold,
         ood_excluded=int((novelty > novelty_threshold).sum()),
         routed_out_of_scope=int((routed_mask & ~in_scope).sum()),

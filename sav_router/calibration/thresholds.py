@@ -135,6 +135,19 @@ class CalibrationResult:
         return asdict(self)
 
 
+# What a result that routes nothing reports (calibration found no threshold that passes).
+ROUTES_NOTHING = dict(threshold=ROUTE_NOTHING, label_thresholds={}, guarantee_met=False,
+                      routed=0, correct=0, lower_bound=0.0, empirical_precision=0.0, coverage=0.0)
+
+
+def routed_statistics(routed_mask: np.ndarray, correct: np.ndarray, *, confidence: float) -> dict[str, float | int]:
+    """Counts, bound and rates of the routed set a chosen threshold gives on the calibration rows."""
+    n = len(routed_mask)
+    routed, hits = int(routed_mask.sum()), int((routed_mask & correct).sum())
+    return dict(routed=routed, correct=hits, lower_bound=clopper_pearson_lower(hits, routed, confidence),
+                empirical_precision=hits / routed if routed else 0.0, coverage=routed / n if n else 0.0)
+
+
 def _route_mask(probs: np.ndarray, threshold: float, margin: float, label_thresholds: np.ndarray | None) -> np.ndarray:
     top2 = np.sort(probs, axis=1)[:, -2:] if probs.shape[1] > 1 else np.concatenate([np.zeros((len(probs), 1)), probs], axis=1)
     conf, runner = top2[:, -1], top2[:, 0]
@@ -202,8 +215,7 @@ def calibrate(
     )
     if best is None:
         return CalibrationResult(
-            threshold=ROUTE_NOTHING, margin=max(margins), label_thresholds={}, guarantee_met=False,
-            routed=0, correct=0, lower_bound=0.0, empirical_precision=0.0, coverage=0.0,
+            margin=max(margins), **ROUTES_NOTHING,
             message=(
                 f"no threshold reaches precision {target_precision} with {confidence:.0%} confidence on "
                 f"{n} calibration examples: the bundle routes nothing (add data or lower the target)"
@@ -229,17 +241,14 @@ def calibrate(
 
     per_label = np.array([label_thresholds.get(name, 0.0) for name in label_names])
     routed_mask = allowed & _route_mask(probs, chosen.threshold, margin, per_label)
-    routed, hits = int(routed_mask.sum()), int((routed_mask & correct).sum())
+    stats = routed_statistics(routed_mask, correct, confidence=level)
+    routed = stats["routed"]
     return CalibrationResult(
         threshold=chosen.threshold,
         margin=margin,
         label_thresholds=label_thresholds,
         guarantee_met=True,
-        routed=routed,
-        correct=hits,
-        lower_bound=clopper_pearson_lower(hits, routed, level),
-        empirical_precision=hits / routed if routed else 0.0,
-        coverage=routed / n if n else 0.0,
+        **stats,
         message=(
             f"threshold {chosen.threshold:.4f} (margin {margin}) routes {routed}/{n} calibration requests; "
             f"precision >= {target_precision} with {confidence:.0%} confidence"
