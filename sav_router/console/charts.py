@@ -61,7 +61,8 @@ def _svg(width: int, height: int, title: str, parts: Sequence[str]) -> str:
 
 def _ticks(low: float, high: float, count: int = 5, percent: bool = False) -> list[tuple[float, str]]:
     step = (high - low) / count
-    return [(low + i * step, f"{(low + i * step) * 100:.0f}%" if percent else _fmt(low + i * step)) for i in range(count + 1)]
+    decimals = 0 if abs(step * 100 - round(step * 100)) < 1e-9 else 1  # 2.5 % steps keep their half: no two "2%" ticks
+    return [(low + i * step, f"{(low + i * step) * 100:.{decimals}f}%" if percent else _fmt(low + i * step)) for i in range(count + 1)]
 
 
 def _legend(frame: _Frame, entries: Sequence[tuple[str, str, bool]], *, bottom: bool = False) -> list[str]:
