@@ -61,17 +61,26 @@ def test_an_unknown_method_is_refused_not_guessed():
         make_detector("lof", quantile=0.99)
 
 
-def test_outlier_exposure_raises_the_score_only_near_out_of_scope_examples_and_survives_the_bundle_format():
+def test_outlier_exposure_counts_out_of_scope_neighbours_only_near_them_and_survives_the_bundle_format():
     from sav_router.model.ood import NearestNeighbourOOD, detector_from_tensors
 
-    train = np.array([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0]])
-    outliers = np.array([[0.0, 0.0, 1.0]])
+    rng = np.random.default_rng(0)
+    train = np.array([1.0, 0.0, 0.0]) + rng.normal(0, 0.05, size=(30, 3))
+    outliers = np.array([0.0, 0.0, 1.0]) + rng.normal(0, 0.05, size=(12, 3))
     plain = NearestNeighbourOOD(k=1).fit(train)
     exposed = NearestNeighbourOOD(k=1).fit(train).fit_outliers(outliers)
     near_train, near_outlier = np.array([[1.0, 0.05, 0.0]]), np.array([[0.3, 0.0, 1.0]])
-    # a request near the training data scores the same; one nearer an out-of-scope example scores higher
+    # a request among training requests scores the same: none of its 10 nearest is out of scope
     assert exposed.score(near_train)[0] == pytest.approx(plain.score(near_train)[0])
-    assert exposed.score(near_outlier)[0] > plain.score(near_outlier)[0] + 0.5
+    # one among out-of-scope examples gains one per out-of-scope neighbour: all 10 here
+    assert exposed.score(near_outlier)[0] == pytest.approx(plain.score(near_outlier)[0] + 10)
+    # an example scored without itself (own_outlier) is not its own neighbour
+    alone = NearestNeighbourOOD(k=1).fit(train).fit_outliers(outliers[:1])
+    assert alone.score(outliers[:1])[0] == pytest.approx(plain.score(outliers[:1])[0] + 1)
+    assert alone.score(outliers[:1], own_outlier=np.array([0]))[0] == pytest.approx(plain.score(outliers[:1])[0])
     exposed.threshold_ = 0.3
     again = detector_from_tensors(exposed.METHOD, exposed.tensors(), threshold=0.3, quantile=0.99, params=exposed.params())
     assert again.score(near_outlier)[0] == pytest.approx(exposed.score(near_outlier)[0], abs=1e-3)
+    # a bundle of the first exposure formula (no vote recorded) is refused, not scored differently
+    with pytest.raises(ValueError, match="retrain"):
+        detector_from_tensors(exposed.METHOD, exposed.tensors(), threshold=0.3, quantile=0.99, params={"k": 1})
