@@ -130,6 +130,12 @@ class CalibrationResult:
     out_of_scope: int = 0
     routed_out_of_scope: int = 0
     novelty_thresholds_tried: list[float] = field(default_factory=list)
+    # Pareto testing (joint calibration): rows of the sample that tuned (the rest certified),
+    # its out-of-scope rows kept as outlier exposure, grid size and Pareto-front size.
+    tuning_rows: int = 0
+    exposure_rows: int = 0
+    settings_tried: int = 0
+    front_size: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -23,7 +23,7 @@ import numpy as np
 from sav_router import __version__
 from sav_router.core.bundle import OOD_FILE, Manifest, write_manifest
 from sav_router.calibration.temperature import softmax
-from sav_router.calibration.joint import calibrate_joint
+from sav_router.calibration.joint import calibrate_on_traffic
 from sav_router.calibration.promise import ANNOTATED_TOPICS, TRAFFIC_SAMPLE, promise
 from sav_router.calibration.thresholds import calibrate, policy_from_calibration
 from sav_router.core.labels import out_of_scope_label
@@ -139,22 +139,27 @@ def train_bundle(
     _, train_embeddings = classifier.logits_and_embeddings([r.text for r in train])
     detector = make_detector(config.ood_method, quantile=config.ood_quantile, k=config.ood_k)
     detector.fit(train_embeddings, np.array([index[str(r.label)] for r in train]))
-    if outlier_rows:
-        detector.fit_outliers(classifier.logits_and_embeddings([r.text for r in outlier_rows])[1])
+    outlier_embeddings = classifier.logits_and_embeddings([r.text for r in outlier_rows])[1] if outlier_rows else None
     cal_logits, cal_embeddings = classifier.logits_and_embeddings([r.text for r in splits.calibration])
     cal_labels = np.array([index.get(str(r.label), -1) for r in splits.calibration])  # -1: out of scope
     in_scope = cal_labels >= 0
-    detector.fit_threshold(cal_embeddings[in_scope])
     if calibrate_rows:
-        # A traffic sample: novelty threshold, confidence threshold and margin chosen together,
-        # routed out-of-scope rows counted as errors (Learn-then-Test, `calibration.joint`).
-        result = calibrate_joint(
-            cal_logits, cal_labels, labels, detector.score(cal_embeddings),
+        # A traffic sample: part of it tunes (its out-of-scope rows become outlier exposure), the
+        # rest certifies the novelty threshold, confidence threshold and margin chosen together,
+        # routed out-of-scope rows counted as errors (Pareto testing, `calibration.joint`).
+        result, cal_novelty = calibrate_on_traffic(
+            cal_logits, cal_embeddings, cal_labels, labels, detector,
+            tuning_share=config.tuning_share, seed=config.seed, outlier_embeddings=outlier_embeddings,
             target_precision=config.target_precision, confidence=config.confidence, margins=config.margins,
         )
-        detector.threshold_ = float(result.ood_threshold)
+        log(f"  {result.tuning_rows} calibrate rows tuned ({result.exposure_rows} out-of-scope ones kept as outlier exposure), "
+            f"{len(cal_labels) - result.tuning_rows} certified")
         scope = promise(TRAFFIC_SAMPLE, target=config.target_precision, confidence=config.confidence, out_of_scope_rows=result.out_of_scope)
     else:
+        if outlier_embeddings is not None:
+            detector.fit_outliers(outlier_embeddings)
+        detector.fit_threshold(cal_embeddings[in_scope])
+        cal_novelty = detector.score(cal_embeddings)
         result = calibrate(
             cal_logits,
             cal_labels,
@@ -162,14 +167,14 @@ def train_bundle(
             target_precision=config.target_precision,
             confidence=config.confidence,
             margins=config.margins,
-            in_distribution=detector.score(cal_embeddings) <= detector.threshold_,
+            in_distribution=cal_novelty <= detector.threshold_,
             min_label_support=config.min_label_support,
         )
         scope = promise(ANNOTATED_TOPICS, target=config.target_precision, confidence=config.confidence)
     log(f"calibration: temperature {result.temperature:.3f}; {result.message}")
     log(f"promise: {scope['text']}")
     # What `monitor` compares live traffic with: the whole calibration sample, off-topic rows included
-    reference = drift_reference(cal_logits / result.temperature, detector.score(cal_embeddings), detector.threshold_)
+    reference = drift_reference(cal_logits / result.temperature, cal_novelty, detector.threshold_)
     team_table = complete_teams(teams or {}, labels)
     unrouted = sorted(label for label, team in team_table.items() if team is None)
     if unrouted:

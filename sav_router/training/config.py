@@ -52,6 +52,9 @@ class TrainConfig:
     layer_decay: float = _knob(1.0, "layer-wise learning-rate decay (1: none)", cli=False)
     seed: int = _knob(13, "random seed of splits, augmentation and training")
     calibration_share: float = _knob(0.15, "share of teach rows held out to calibrate (when no 'calibrate' rows)")
+    tuning_share: float = _knob(
+        0.4, "share of 'calibrate' rows that tunes the joint calibration (outlier exposure, ranking); the rest certifies"
+    )
     validation_share: float = _knob(0.05, "share held out for early stopping")
     min_count: int = _knob(30, "labels under this many training rows get noisy copies")
     target_precision: float = _knob(0.95, "routed precision to guarantee")
@@ -89,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"unknown ood_method {self.ood_method!r} (available: {', '.join(OOD_METHODS)})")
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r} (available: {', '.join(HEADS)})")
+        if not (isinstance(self.tuning_share, (int, float)) and 0 < self.tuning_share < 1):
+            raise ValueError(f"tuning_share must be strictly between 0 and 1, got {self.tuning_share!r}")
         if any(not (0 <= m < 1) for m in self.margins):
             raise ValueError(f"margins must be in [0, 1), got {list(self.margins)}")
 

@@ -45,9 +45,11 @@ def test_out_of_scope_is_never_a_class_and_feeds_the_novelty_detector(open_bundl
     manifest = read_manifest(bundle)
     # THEN the reserved answer is no label the router could route to
     assert manifest.labels == sorted(TOPICS) and OUT_OF_SCOPE not in manifest.policy.teams
-    # AND the out-of-scope teach rows are the detector's outlier exposure (stored in the bundle)
+    # AND the out-of-scope teach rows, with the out-of-scope rows of the calibrate sample's tuning
+    # part, are the detector's outlier exposure (stored in the bundle)
     router = Router.load(bundle)
-    assert router.ood.tensors()["outliers"].shape[0] == 16
+    exposure = manifest.calibration["exposure_rows"]
+    assert exposure > 0 and router.ood.tensors()["outliers"].shape[0] == 16 + exposure
     assert any("16 teach rows answered 'out_of_scope'" in m for m in messages)
 
 
@@ -55,7 +57,10 @@ def test_calibrate_rows_with_unknown_labels_count_as_out_of_scope_in_a_joint_cal
     bundle, messages = open_bundle
     calibration = read_manifest(bundle).calibration
     # 24 calibrate rows answered out of scope + 1 with a label no teach row has
-    assert calibration["out_of_scope"] == 25 and calibration["method"].startswith("joint learn-then-test")
+    assert calibration["out_of_scope"] == 25 and calibration["method"].startswith("pareto testing")
+    # a seeded 40 % of the sample tuned (TrainConfig.tuning_share), the rest certified
+    assert calibration["tuning_rows"] == round(0.4 * calibration["n_calibration"])
+    assert any("calibrate rows tuned" in m for m in messages)
     assert calibration["promise"]["scope"] == "traffic-sample" and "off-topic share included" in calibration["promise"]["text"]
     assert read_manifest(bundle).policy.ood_threshold == pytest.approx(calibration["ood_threshold"])
     assert calibration["reference"]["n"] == calibration["n_calibration"] > 0
