@@ -12,9 +12,9 @@ embedded by the dev model), and the nearest-neighbour distance plus a share of
 
 For each: AUROC (seen vs dev-unseen); routed precision / coverage /
 dev-unseen escalated at target 0.95 with the novelty threshold at the 0.99 and
-0.80 quantiles of the calibration split (no traffic calibration); and with a
-random third of dev as calibrate rows (joint Learn-then-Test), measured on the
-other two thirds, mean of 3 draws.
+0.80 quantiles of the calibration split (no traffic calibration). Calibration
+on a traffic sample (outlier exposure from its out-of-scope rows, the joint
+choice) is measured by `benchmarks/traffic_calibration_dev.py`.
 
     .venv/bin/python benchmarks/novelty_dev.py --cache runs/novelty-dev
 """
@@ -33,7 +33,6 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.open_set_dev import auroc  # noqa: E402
 from benchmarks.open_traffic import figures, route_mask  # noqa: E402
-from sav_router.calibration.joint import calibrate_joint  # noqa: E402
 from sav_router.calibration.temperature import softmax  # noqa: E402
 from sav_router.calibration.thresholds import calibrate  # noqa: E402
 from sav_router.core.bundle import read_manifest  # noqa: E402
@@ -96,16 +95,6 @@ def main() -> None:
             probs = softmax(dev_logits, result.temperature)
             routed = route_mask(probs, result.threshold, result.margin, dev_s, threshold, result.label_thresholds, labels)
             row[f"q{q}"] = figures(routed, probs.argmax(axis=1), dev_gold, unseen)
-        joint = []
-        for seed in (1, 2, 3):
-            order = np.random.default_rng(seed).permutation(len(dev_gold))
-            cut = len(order) // 3
-            c, r = order[:cut], order[cut:]
-            result = calibrate_joint(dev_logits[c], dev_gold[c], labels, dev_s[c], target_precision=args.target)
-            probs = softmax(dev_logits[r], result.temperature)
-            routed = route_mask(probs, result.threshold, result.margin, dev_s[r], result.ood_threshold)
-            joint.append(figures(routed, probs.argmax(axis=1), dev_gold[r], unseen[r]))
-        row["joint"] = {k: float(np.mean([j[k] if j[k] is not None else np.nan for j in joint])) for k in ("precision", "coverage", "unseen_escalated")}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     (args.cache / "novelty_results.json").write_text(json.dumps(rows, indent=2, default=float) + "\n", encoding="utf-8")
@@ -124,10 +113,10 @@ def main() -> None:
     f = lambda x: "n/a" if x is None or x != x else f"{x:.3f}"  # noqa: E731
     print(f"Command: `{' '.join(sys.argv)}`\n")
     print(f"dev: {len(dev_gold)} requests, {unseen.mean():.0%} dev-unseen; off-topic corpus {len(corpus)} texts\n")
-    print("| novelty signal | AUROC | q=0.99: precision / coverage / unseen escalated | q=0.80: same | joint on a dev third (mean of 3): same |")
-    print("|---|---|---|---|---|")
+    print("| novelty signal | AUROC | q=0.99: precision / coverage / unseen escalated | q=0.80: same |")
+    print("|---|---|---|---|")
     for row in rows:
-        cells = [f"{f(row[k]['precision'])} / {f(row[k]['coverage'])} / {f(row[k]['unseen_escalated'])}" for k in ("q0.99", "q0.8", "joint")]
+        cells = [f"{f(row[k]['precision'])} / {f(row[k]['coverage'])} / {f(row[k]['unseen_escalated'])}" for k in ("q0.99", "q0.8")]
         print(f"| {row['signal']} | {row['auroc']:.4f} | " + " | ".join(cells) + " |")
     print("\nErrors among the 300 most confident dev requests under the default signal's threshold at quantile q (of them dev-unseen): "
           + "; ".join(f"q={q}: {errors} ({of_unseen})" for q, errors, of_unseen in confident_errors))
