@@ -58,6 +58,9 @@ class Monitoring(Construct):
                     description=f"More than {config.escalation_rate_alarm:.0%} of requests escalated (model drift, outage or tightened thresholds)")
         self._alarm("ModelUnavailable", self._routing_metric(metric_names.MODEL_UNAVAILABLE), threshold=1,
                     description="Requests escalated because the endpoint gave no answer")
+        self._alarm("OverridesRefused", self._routing_metric(metric_names.OVERRIDES_REFUSED), threshold=1,
+                    description="An operator override of the routing policy was refused when read (the last good policy is kept, "
+                                "or requests escalate if none ever was): the routing function's log names the reason; fix the parameter")
         for name in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"):
             self._alarm(f"Pipeline{name}", watched.state_machine.metric(name, period=FIVE_MINUTES, statistic="Sum"), threshold=1,
                         description=f"Training pipeline {name}: see the execution's failed state for the cause")

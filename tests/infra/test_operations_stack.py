@@ -31,6 +31,15 @@ def test_pipeline_failures_and_function_errors_alarm_to_the_topic(synthesized):
     assert all(render(a["AlarmActions"][0]) == "sav-router-alarm-topic-arn" for a in props)
 
 
+def test_a_refused_operator_override_alarms_on_the_metric_the_routing_function_emits(synthesized):
+    from sav_router.aws import metrics
+
+    (refused,) = [a for a in alarms(synthesized) if a.get("MetricName") == metrics.OVERRIDES_REFUSED]
+    assert refused["Namespace"] == metrics.NAMESPACE and refused["Threshold"] == 1
+    assert {"Name": metrics.SERVICE_DIMENSION, "Value": "routing"} in refused["Dimensions"]
+    assert "override" in refused["AlarmDescription"]
+
+
 def test_endpoint_alarms_notify_and_dashboard_exists(synthesized):
     serving_alarms = [a["Properties"] for a in resources(synthesized.raw["serving"], "AWS::CloudWatch::Alarm").values()]
     assert all(a.get("AlarmActions") for a in serving_alarms)
