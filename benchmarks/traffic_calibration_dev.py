@@ -18,6 +18,9 @@ extra dev-unseen rows are scored once by the dev bundle and cached beside it).
    joint Learn-then-Test on every row, no exposure (baseline, kept here to be
    compared), against Pareto testing with exposure (`calibrate_on_traffic`, what
    `train` does) at tuning shares 0.3 / 0.4 / 0.5.
+3. **A sample with no off-topic request** (8 draws of 150 / 300 / 600 in-scope
+   dev requests, measured on the other in-scope ones): the single Learn-then-Test
+   on every row (what `calibrate_on_traffic` now does then) against the split.
 
     .venv/bin/python benchmarks/traffic_calibration_dev.py --cache runs/novelty-dev
 """
@@ -35,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.open_set_dev import auroc  # noqa: E402
-from sav_router.calibration.joint import calibrate_on_traffic, tuning_mask  # noqa: E402
+from sav_router.calibration.joint import calibrate_joint, calibrate_on_traffic, tuning_mask  # noqa: E402
 from sav_router.calibration.temperature import fit_temperature, softmax  # noqa: E402
 from sav_router.calibration.thresholds import fixed_sequence_threshold  # noqa: E402
 from sav_router.core.bundle import read_manifest  # noqa: E402
@@ -181,6 +184,32 @@ def main() -> None:
         coverages = [c for _, c in values]
         print(f"| {name} | {np.mean(coverages):.4f} | {min(coverages):.4f} | {sum(p is None for p, _ in values)} | "
               f"{np.mean(precisions):.4f} | {min(precisions):.4f} | {sum(p < TARGET for p in precisions)} |")
+    in_scope_samples(labels, logits, embeddings, gold, bank)
+
+
+def in_scope_samples(labels, logits, embeddings, gold, bank, *, draws: int = 8) -> None:
+    defaults = TrainConfig()
+    in_scope = np.where(gold >= 0)[0]
+    print("\nSamples with no off-topic request (8 draws; measured on the other in-scope requests):\n")
+    print("| sample | single Learn-then-Test on every row: mean coverage (draws routing nothing) | split, 40 % tuning: same |\n|---|---|---|")
+    for size in (150, 300, 600):
+        cells = {"single": [], "split": []}
+        for draw in range(1, draws + 1):
+            order = np.random.default_rng(draw).permutation(in_scope)
+            sample, rest = order[:size], order[size:]
+            detector = NearestNeighbourOOD(k=1).fit(bank)
+            result, _ = calibrate_on_traffic(logits[sample], embeddings[sample], gold[sample], labels, detector, tuning_share=defaults.tuning_share,
+                                             seed=draw, target_precision=TARGET, confidence=defaults.confidence, margins=defaults.margins)
+            assert result.tuning_rows == 0  # the single path
+            policy = (result.temperature, result.threshold, result.margin, result.ood_threshold) if result.guarantee_met else None
+            cells["single"].append(measured(logits[rest], gold[rest], detector.score(embeddings[rest]), policy))
+            plain = NearestNeighbourOOD(k=1).fit(bank)
+            split = calibrate_joint(logits[sample], gold[sample], labels, plain.score(embeddings[sample]), target_precision=TARGET,
+                                    tuning=tuning_mask(size, share=defaults.tuning_share, seed=draw), margins=defaults.margins)
+            policy = (split.temperature, split.threshold, split.margin, split.ood_threshold) if split.guarantee_met else None
+            cells["split"].append(measured(logits[rest], gold[rest], plain.score(embeddings[rest]), policy))
+        summary = {k: f"{np.mean([c for _, c in v]):.3f} ({sum(p is None for p, _ in v)})" for k, v in cells.items()}
+        print(f"| {size} | {summary['single']} | {summary['split']} |")
 
 
 if __name__ == "__main__":

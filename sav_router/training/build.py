@@ -151,9 +151,13 @@ def train_bundle(
             cal_logits, cal_embeddings, cal_labels, labels, detector,
             tuning_share=config.tuning_share, seed=config.seed, outlier_embeddings=outlier_embeddings,
             target_precision=config.target_precision, confidence=config.confidence, margins=config.margins,
+            min_label_support=config.min_label_support,
         )
-        log(f"  {result.tuning_rows} calibrate rows tuned ({result.exposure_rows} out-of-scope ones kept as outlier exposure), "
-            f"{len(cal_labels) - result.tuning_rows} certified")
+        if result.tuning_rows:
+            log(f"  {result.tuning_rows} calibrate rows tuned ({result.exposure_rows} out-of-scope ones kept as outlier exposure), "
+                f"{len(cal_labels) - result.tuning_rows} certified")
+        else:
+            log("  no calibrate row is out of scope: the whole sample certifies (single Learn-then-Test)")
         scope = promise(TRAFFIC_SAMPLE, target=config.target_precision, confidence=config.confidence, out_of_scope_rows=result.out_of_scope)
     else:
         if outlier_embeddings is not None:

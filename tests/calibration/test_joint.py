@@ -152,3 +152,23 @@ def test_calibrating_on_traffic_turns_the_tuning_part_out_of_scope_rows_into_exp
     probs /= probs.sum(axis=1, keepdims=True)
     routed = (detector.score(fresh) <= result.ood_threshold) & (probs.max(axis=1) >= result.threshold)
     assert routed[400:].mean() < 0.05 and routed[:400].mean() > 0.5
+
+
+def test_a_sample_with_nothing_off_topic_certifies_whole_by_the_single_learn_then_test():
+    from sav_router.calibration.thresholds import METHOD as SINGLE
+    from sav_router.model.ood import NearestNeighbourOOD
+
+    # GIVEN a calibrate sample of 400 in-scope requests, none answered out of scope
+    rng = np.random.default_rng(4)
+    a, b = np.eye(3)[0], np.eye(3)[1]
+    embeddings = clusters(rng, [a, b], 200)
+    labels = np.repeat([0, 1], 200)
+    logits = np.stack([embeddings @ a, embeddings @ b], axis=1) * 12
+    detector = NearestNeighbourOOD(k=1, quantile=0.99).fit(clusters(rng, [a, b], 100))
+    # WHEN it calibrates
+    result, novelty = calibrate_on_traffic(logits, embeddings, labels, ["a", "b"], detector, tuning_share=0.4, seed=1,
+                                           target_precision=0.95, confidence=0.95, margins=(0.1,))
+    # THEN nothing is split off to tune: every row certifies, the novelty threshold is the detector's quantile
+    assert result.method == SINGLE and result.tuning_rows == 0 and result.exposure_rows == 0
+    assert result.guarantee_met and result.routed > 300
+    assert result.ood_threshold == detector.threshold_ == pytest.approx(np.quantile(novelty, 0.99))
