@@ -195,13 +195,13 @@ def calibrate_joint(
         raise ValueError("logits, labels, novelty scores and the tuning mask must have one row per calibrate request")
     n = len(labels)
     in_scope = labels >= 0
-    if (tuning & in_scope).sum() < 2:
-        raise ValueError("joint calibration needs in-scope calibrate rows in the tuning part to fit the temperature")
     testing = ~tuning
-    temperature = fit_temperature(logits[tuning & in_scope], labels[tuning & in_scope])
+    # A sample too small (or too off-topic) to fit a temperature keeps 1: certification decides anyway.
+    fitted = (tuning & in_scope).sum() >= 2
+    temperature = fit_temperature(logits[tuning & in_scope], labels[tuning & in_scope]) if fitted else 1.0
     probs = softmax(logits, temperature)
-    ece_before = expected_calibration_error(softmax(logits[in_scope], 1.0), labels[in_scope])
-    ece_after = expected_calibration_error(probs[in_scope], labels[in_scope])
+    ece_before = expected_calibration_error(softmax(logits[in_scope], 1.0), labels[in_scope]) if in_scope.any() else 0.0
+    ece_after = expected_calibration_error(probs[in_scope], labels[in_scope]) if in_scope.any() else 0.0
     correct = in_scope & (probs.argmax(axis=1) == labels)
     top2 = np.sort(probs, axis=1)[:, -2:] if probs.shape[1] > 1 else np.concatenate([np.zeros((n, 1)), probs], axis=1)
     conf, gap = top2[:, -1], top2[:, -1] - top2[:, 0]

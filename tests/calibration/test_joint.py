@@ -88,9 +88,12 @@ def test_routed_out_of_scope_rows_count_as_errors_and_the_novelty_threshold_is_c
     assert not same.guarantee_met and same.threshold == ROUTE_NOTHING
 
 
-def test_joint_calibration_needs_in_scope_rows():
-    with pytest.raises(ValueError):
-        calibrate_joint(np.zeros((5, 2)), -np.ones(5, dtype=int), ["a", "b"], np.zeros(5), tuning=np.arange(5) < 3)
+def test_a_sample_too_small_or_all_off_topic_routes_nothing_and_says_why():
+    for labels in (-np.ones(5, dtype=int), np.array([0, 1, -1, 0, 1])):
+        result = calibrate_joint(np.zeros((5, 2)), labels, ["a", "b"], np.zeros(5), tuning=np.arange(5) < 3)
+        assert not result.guarantee_met and result.threshold == ROUTE_NOTHING and "routes nothing" in result.message
+    with pytest.raises(ValueError, match="one row per calibrate request"):
+        calibrate_joint(np.zeros((5, 2)), np.zeros(4, dtype=int), ["a", "b"], np.zeros(5), tuning=np.arange(5) < 3)
     with pytest.raises(ValueError, match="tuning share"):
         tuning_mask(10, share=1.0, seed=0)
 

@@ -75,3 +75,21 @@ def test_without_calibrate_rows_the_bundle_says_its_promise_covers_annotated_top
     assert "annotated topics only" in report["promise"]
     assert report["monitor"]["line"].startswith("monitor (")
     assert "Promise: routed precision" in (tiny_bundle / "check_report" / "report.md").read_text()
+
+
+def test_a_calibrate_sample_that_is_all_off_topic_trains_a_bundle_that_routes_nothing_and_says_why(tmp_path, tiny_base_model):
+    from sav_router.calibration.thresholds import ROUTE_NOTHING
+    from sav_router.training.build import train_bundle
+    from sav_router.training.config import TrainConfig
+
+    # GIVEN teach rows for the topics and a calibrate sample in which every request is off topic
+    rows = [{"text": t, "label": label, "split": "teach"} for label in TOPICS for t in make_texts(label, 40, seed=5)]
+    rows += [{"text": t, "label": OUT_OF_SCOPE, "split": "calibrate"} for t in off_topic(6, seed=9)]
+    messages = []
+    config = TrainConfig(base_model=tiny_base_model, epochs=1, seed=13, progress=False, batch_size=16)
+    # WHEN trained
+    train_bundle([write_jsonl(tmp_path / "data.jsonl", rows)], tmp_path / "model", config=config, log=messages.append)
+    # THEN the bundle exists, routes nothing, and train said why
+    manifest = read_manifest(tmp_path / "model")
+    assert manifest.policy.threshold == ROUTE_NOTHING and manifest.calibration["out_of_scope"] == 6
+    assert any("routes nothing" in m for m in messages)
