@@ -18,7 +18,8 @@ TRAFFIC_SAMPLE = "traffic-sample"
 HOW_TO_STRENGTHEN = (
     "to cover off-topic traffic too, annotate a random sample of live traffic "
     "(`sav-router select --calibration-share 0.15 ...`, answer off-topic requests `out_of_scope`), "
-    "import it with `sav-router import BATCH.calibrate.json --as calibrate` and retrain"
+    "import it with `sav-router import BATCH.calibrate.json --as calibrate` and retrain "
+    "(or `sav-router recalibrate MODEL_DIR DROP --output NEW_DIR`, without fine-tuning)"
 )
 
 

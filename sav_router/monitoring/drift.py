@@ -33,7 +33,8 @@ OUT_OF_DISTRIBUTION = "out_of_distribution"
 REMEDY = (
     "live traffic no longer looks like the calibration sample: annotate a new random sample of it "
     "(`sav-router select --calibration-share 0.15 ...`, off-topic requests answered out_of_scope), "
-    "import it with `--as calibrate` and retrain to recalibrate; `sav-router discover` groups the novel requests"
+    "import it with `--as calibrate`, then `sav-router recalibrate MODEL_DIR DROP --output NEW_DIR` (no fine-tuning) "
+    "or retrain; `sav-router discover` groups the novel requests"
 )
 
 

@@ -48,7 +48,7 @@ class TrainResult:
     messages: list[str] = field(default_factory=list)
 
 
-def _model_version(data_fingerprint: str, created: datetime) -> str:
+def model_version(data_fingerprint: str, created: datetime) -> str:
     return f"{created.strftime('%Y%m%dT%H%M%SZ')}-{data_fingerprint[:8]}"
 
 
@@ -192,7 +192,7 @@ def train_bundle(
         labels=labels,
         policy=policy,
         base_model=classifier.base_model_,
-        model_version=_model_version(data_fingerprint, created),
+        model_version=model_version(data_fingerprint, created),
         created_at=created.isoformat(timespec="seconds"),
         temperature=result.temperature,
         max_length=config.max_length,

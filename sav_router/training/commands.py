@@ -30,6 +30,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# `recalibrate` options: the calibration knobs of TrainConfig (left out: the bundle's own settings)
+RECALIBRATION_KNOBS = ("target_precision", "confidence", "margins", "tuning_share", "seed", "out_of_scope_label")
+
+
+def _cmd_recalibrate(args: argparse.Namespace) -> int:
+    from sav_router.core.bundle import read_manifest
+    from sav_router.training.recalibrate import RecalibrationError, recalibrate_bundle, recalibration_config
+
+    given = {k: getattr(args, k) for k in RECALIBRATION_KNOBS if getattr(args, k, None) is not None}
+    config = recalibration_config(read_manifest(args.bundle), given)
+    try:
+        recalibrate_bundle(args.bundle, args.data, args.output, config=config, columns=columns(args), log=log)
+    except RecalibrationError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
 def add_training_commands(sub) -> None:
     train = sub.add_parser("train", help="fine-tune, calibrate and write a model bundle")
     train.add_argument("data", nargs="*", metavar="DATA", help="annotation files (.jsonl or .csv)")
@@ -45,3 +62,18 @@ def add_training_commands(sub) -> None:
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_columns(train)
     train.set_defaults(func=_cmd_train)
+
+    recal = sub.add_parser("recalibrate", help="recalibrate a bundle on a new annotated traffic sample, without fine-tuning")
+    recal.add_argument("bundle", metavar="MODEL_DIR", help="the bundle to recalibrate (left untouched)")
+    recal.add_argument("data", nargs="+", metavar="DATA", help="annotation files; the rows tagged 'calibrate' are the sample")
+    recal.add_argument("--output", "-o", required=True, metavar="NEW_MODEL_DIR", help="new bundle folder to write")
+    for option in TrainConfig.cli_options():
+        if option["dest"] in RECALIBRATION_KNOBS:
+            spec = dict(option)
+            flags = spec.pop("flags")
+            spec["help"] = spec["help"].split(" (default")[0] + " (default: the bundle's own setting)"
+            if spec["dest"] in _PROBABILITIES:
+                spec["type"] = probability
+            recal.add_argument(*flags, **spec)
+    add_columns(recal)
+    recal.set_defaults(func=_cmd_recalibrate)

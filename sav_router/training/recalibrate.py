@@ -1,0 +1,147 @@
+"""Recalibrate a bundle on a new traffic sample, without fine-tuning: the monitor's remedy.
+
+When live traffic drifts from the calibration sample (`sav-router monitor`), the
+promise needs a new sample, not necessarily a new network. `recalibrate` keeps
+the bundle's network, labels and teams, scores the annotated sample (rows tagged
+`calibrate`, off-topic ones answered out of scope) and runs exactly what `train`
+runs on calibrate rows (`calibration.joint.calibrate_on_traffic`): the tuning
+part's out-of-scope answers join the detector's outlier exposure, the novelty
+threshold, confidence threshold and margin are chosen and certified again, the
+promise and the monitor's reference are rewritten. The result is a new bundle
+(new model version, `training.recalibration` naming its parent) to register,
+compare and promote like any other; the parent is left untouched. Minutes on
+a CPU instead of a training run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sav_router import __version__
+from sav_router.calibration.joint import calibrate_on_traffic
+from sav_router.calibration.promise import TRAFFIC_SAMPLE, promise
+from sav_router.calibration.thresholds import policy_from_calibration
+from sav_router.core.bundle import MANIFEST_NAME, OOD_FILE, Manifest, read_manifest, write_manifest
+from sav_router.core.labels import out_of_scope_label
+from sav_router.data.annotations import CALIBRATE, Columns, load_annotations, write_rejects
+from sav_router.data.splits import fingerprint
+from sav_router.monitoring.reference import drift_reference
+from sav_router.training.build import model_version
+from sav_router.training.config import TrainConfig
+
+# Not carried over: what this module rewrites, and the parent's check report (it was about the parent's policy).
+REWRITTEN = {MANIFEST_NAME, "check_report", "rejects.jsonl", "superseded.jsonl"}
+
+
+def recalibration_config(parent: Manifest, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Settings of a recalibration: `overrides` > the bundle's own training settings > TrainConfig's defaults."""
+    recorded = {k: v for k, v in (parent.training.get("hyperparameters") or {}).items() if k in TrainConfig.__dataclass_fields__}
+    return TrainConfig.from_mapping(recorded | dict(overrides or {}) | {"progress": False})
+
+
+class RecalibrationError(ValueError):
+    """The sample cannot recalibrate this bundle (no calibrate rows, no detector, same folder...)."""
+
+
+def recalibrate_bundle(
+    bundle_dir: str | os.PathLike[str],
+    data_paths: Sequence[str | os.PathLike[str]],
+    output_dir: str | os.PathLike[str],
+    *,
+    config: TrainConfig | None = None,
+    columns: Columns = Columns(),
+    log: Callable[[str], None] = print,
+) -> Manifest:
+    """Write a recalibrated copy of `bundle_dir` to `output_dir`; return its manifest.
+
+    `config` gives target precision, confidence, margins, tuning share and seed;
+    left out, the bundle's own training settings (else TrainConfig's defaults).
+    """
+    from safetensors.numpy import save_file
+
+    from sav_router.model.router import Router
+
+    bundle_dir, output_dir = Path(bundle_dir), Path(output_dir)
+    if output_dir.resolve() == bundle_dir.resolve():
+        raise RecalibrationError("recalibrate writes a new bundle: --output must not be the bundle itself")
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise RecalibrationError(f"{output_dir} exists and is not empty: choose a new folder")
+    parent = read_manifest(bundle_dir)
+    config = config or recalibration_config(parent)
+    data = load_annotations(data_paths, columns=columns)
+    sample = data.by_split(CALIBRATE)
+    if not sample:
+        raise RecalibrationError(
+            "no rows tagged 'calibrate' in the data: recalibration needs an annotated random sample of live traffic "
+            "(`sav-router import BATCH.json --as calibrate`, or a split column valued calibrate)"
+        )
+    router = Router.load(bundle_dir)
+    if router.ood is None:
+        raise RecalibrationError(f"{bundle_dir} has no novelty detector to recalibrate (an older bundle: retrain it)")
+    oos = out_of_scope_label(config.out_of_scope_label)
+    index = {label: i for i, label in enumerate(parent.labels)}
+    labels = np.array([index.get(str(r.label), -1) if r.label != oos else -1 for r in sample])
+    log(f"{len(sample)} calibrate rows ({int((labels < 0).sum())} out of scope or on labels the bundle does not know); "
+        f"{len(data.rejects)} rejected")
+    scored = router.score([r.text for r in sample])
+    detector = router.ood
+    previous = getattr(detector, "outliers_", None)
+    result, novelty = calibrate_on_traffic(
+        scored.logits, scored.embeddings, labels, parent.labels, detector,
+        tuning_share=config.tuning_share, seed=config.seed,
+        outlier_embeddings=None if previous is None else np.asarray(previous, dtype=np.float32),
+        target_precision=config.target_precision, confidence=config.confidence, margins=config.margins,
+        min_label_support=config.min_label_support,
+    )
+    log(f"calibration: temperature {result.temperature:.3f}; {result.message}")
+    scope = promise(TRAFFIC_SAMPLE, target=config.target_precision, confidence=config.confidence, out_of_scope_rows=result.out_of_scope)
+    log(f"promise: {scope['text']}")
+
+    created = datetime.now(timezone.utc)
+    sample_fingerprint = fingerprint(sample)
+    manifest = replace(
+        parent,
+        policy=policy_from_calibration(result, teams=dict(parent.policy.teams), ood_threshold=detector.threshold_),
+        model_version=model_version(hashlib.sha256(f"{parent.model_version}:{sample_fingerprint}".encode()).hexdigest(), created),
+        created_at=created.isoformat(timespec="seconds"),
+        temperature=result.temperature,
+        calibration=result.to_dict() | {
+            "promise": scope,
+            "reference": drift_reference(scored.logits / result.temperature, novelty, detector.threshold_),
+        },
+        ood=parent.ood | {"threshold": detector.threshold_, "params": detector.params()},
+        training=parent.training | {"recalibration": {
+            "from": parent.model_version,
+            "sources": [str(p) for p in data_paths],
+            "rows": len(sample),
+            "rejected": len(data.rejects),
+            "data_fingerprint": sample_fingerprint,
+            "settings": {k: getattr(config, k) for k in ("target_precision", "confidence", "tuning_share", "seed")} | {"margins": list(config.margins)},
+        }},
+        metrics={k: v for k, v in parent.metrics.items() if k != "check"} | {
+            "calibration_coverage": result.coverage, "calibration_precision": result.empirical_precision,
+        },
+        package_version=__version__,
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for entry in bundle_dir.iterdir():
+        if entry.name in REWRITTEN or entry.name == parent.ood.get("file", OOD_FILE):
+            continue
+        if entry.is_symlink():
+            raise RecalibrationError(f"{entry}: a link in the bundle; not followed")
+        (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, output_dir / entry.name)
+    save_file(detector.tensors(), str(output_dir / manifest.ood.get("file", OOD_FILE)))
+    if data.rejects:
+        write_rejects(data.rejects, output_dir / "rejects.jsonl")
+    write_manifest(output_dir, manifest)
+    log(f"model {manifest.model_version} (recalibrated from {parent.model_version}) written to {output_dir}")
+    return manifest
