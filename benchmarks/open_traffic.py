@@ -113,6 +113,21 @@ def monitor_runs(rows_in, rows_unseen, reference, *, window, step, checks, delay
     }
 
 
+def write_draw(folder: Path, seed: int, share: float) -> None:
+    """The test split's draw as annotation files, rows in the order the benchmark draws them."""
+    from benchmarks.banking77 import COLUMNS, DATA
+    from sav_router.data.annotations import load_annotations
+
+    test = load_annotations([DATA / "test.csv"], columns=COLUMNS).records
+    order = np.random.default_rng(seed).permutation(len(test))
+    cut = round(share * len(test))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, split, rows in (("calibrate.jsonl", "calibrate", order[:cut]), ("check.jsonl", "check", order[cut:])):
+        with (folder / name).open("w", encoding="utf-8") as handle:
+            for i in rows:  # labels as annotated: the 19 intents the model does not know count as out of scope
+                handle.write(json.dumps({"id": f"test-{i}", "text": test[i].text, "label": test[i].label, "split": split}) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "open-traffic")
@@ -122,6 +137,9 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--window", type=int, default=500)
     parser.add_argument("--checks", type=int, default=500)
+    parser.add_argument("--write-draw", type=Path, metavar="DIR",
+                        help="also write the first seed's draw as DIR/calibrate.jsonl and DIR/check.jsonl, to replay it "
+                             "through the CLI (`sav-router recalibrate ... --seed SEED`, `sav-router evaluate`)")
     args = parser.parse_args()
 
     cache = np.load(args.cache / "scores.npz")
@@ -197,6 +215,9 @@ def main() -> None:
     rng = np.random.default_rng(8)
     alarms = sum(check_drift([traffic_rows[i] for i in rng.choice(len(traffic_rows), args.window)], traffic_ref).alarm for _ in range(args.checks))
     results["monitor_traffic_reference"] = {"checks": args.checks, "false_alarms": int(alarms), "false_alarm_rate": alarms / args.checks}
+
+    if args.write_draw:
+        write_draw(args.write_draw, args.seeds[0], args.calibrate_share)
 
     out = args.cache / "open_traffic_results.json"
     out.write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
