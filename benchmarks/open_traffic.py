@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 from sav_router.calibration.joint import calibrate_on_traffic  # noqa: E402
 from sav_router.calibration.promise import promise_text  # noqa: E402
 from sav_router.calibration.temperature import softmax  # noqa: E402
+from sav_router.calibration.thresholds import confidence_and_gap  # noqa: E402
 from sav_router.core.bundle import read_manifest  # noqa: E402
 from sav_router.monitoring.drift import ALPHA, check_drift  # noqa: E402
 from sav_router.monitoring.reference import drift_reference  # noqa: E402
@@ -45,8 +46,7 @@ from benchmarks.traffic_calibration_dev import best_reachable, scores_and_truth 
 
 def route_mask(probs, threshold, margin, ood, ood_threshold, label_thresholds=None, labels=None):
     """Vectorized `decide`: routed rows (confidence, margin, per-label thresholds, novelty)."""
-    top2 = np.sort(probs, axis=1)[:, -2:]
-    conf, gap = top2[:, -1], top2[:, -1] - top2[:, 0]
+    conf, gap = confidence_and_gap(probs)
     needed = np.full(len(probs), threshold)
     if label_thresholds:
         per_label = np.array([label_thresholds.get(label, 0.0) for label in labels])

@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.open_set_dev import auroc  # noqa: E402
 from sav_router.calibration.joint import calibrate_joint, calibrate_on_traffic, tuning_mask  # noqa: E402
 from sav_router.calibration.temperature import fit_temperature, softmax  # noqa: E402
-from sav_router.calibration.thresholds import fixed_sequence_threshold  # noqa: E402
+from sav_router.calibration.thresholds import confidence_and_gap, fixed_sequence_threshold  # noqa: E402
 from sav_router.core.bundle import read_manifest  # noqa: E402
 from sav_router.model.ood import NearestNeighbourOOD  # noqa: E402
 from sav_router.training.config import TrainConfig  # noqa: E402
@@ -87,8 +87,8 @@ def unit(x):
 
 def scores_and_truth(logits, gold, temperature):
     probs = softmax(logits, temperature)
-    top2 = np.sort(probs, axis=1)[:, -2:]
-    return top2[:, 1], top2[:, 1] - top2[:, 0], (gold >= 0) & (probs.argmax(axis=1) == gold)
+    conf, gap = confidence_and_gap(probs)
+    return conf, gap, (gold >= 0) & (probs.argmax(axis=1) == gold)
 
 
 def best_reachable(conf, gap, novelty, correct, *, precision: float, margin: float = 0.1) -> float:

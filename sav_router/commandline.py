@@ -30,6 +30,13 @@ def probability(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def add_columns(parser: argparse.ArgumentParser, *, label: bool = True) -> None:
     parser.add_argument("--text-column", default="text", help="field holding the request text (default: text)")
     if label:

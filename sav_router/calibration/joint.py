@@ -47,6 +47,7 @@ from sav_router.calibration.thresholds import (
     CalibrationResult,
     calibrate,
     clopper_pearson_lower,
+    confidence_and_gap,
     min_trials,
     routed_statistics,
 )
@@ -203,8 +204,7 @@ def calibrate_joint(
     ece_before = expected_calibration_error(softmax(logits[in_scope], 1.0), labels[in_scope]) if in_scope.any() else 0.0
     ece_after = expected_calibration_error(probs[in_scope], labels[in_scope]) if in_scope.any() else 0.0
     correct = in_scope & (probs.argmax(axis=1) == labels)
-    top2 = np.sort(probs, axis=1)[:, -2:] if probs.shape[1] > 1 else np.concatenate([np.zeros((n, 1)), probs], axis=1)
-    conf, gap = top2[:, -1], top2[:, -1] - top2[:, 0]
+    conf, gap = confidence_and_gap(probs)
 
     margins = sorted(set(float(m) for m in margins)) or [0.0]
     chosen, settings, front = select_setting(conf, gap, correct, novelty, tuning, target=target_precision,

@@ -154,13 +154,18 @@ def routed_statistics(routed_mask: np.ndarray, correct: np.ndarray, *, confidenc
                 empirical_precision=hits / routed if routed else 0.0, coverage=routed / n if n else 0.0)
 
 
-def _route_mask(probs: np.ndarray, threshold: float, margin: float, label_thresholds: np.ndarray | None) -> np.ndarray:
+def confidence_and_gap(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the top probability and its lead over the runner-up (the margin `decide` checks)."""
     top2 = np.sort(probs, axis=1)[:, -2:] if probs.shape[1] > 1 else np.concatenate([np.zeros((len(probs), 1)), probs], axis=1)
-    conf, runner = top2[:, -1], top2[:, 0]
+    return top2[:, -1], top2[:, -1] - top2[:, 0]
+
+
+def _route_mask(probs: np.ndarray, threshold: float, margin: float, label_thresholds: np.ndarray | None) -> np.ndarray:
+    conf, gap = confidence_and_gap(probs)
     needed = np.full(len(probs), threshold)
     if label_thresholds is not None:
         needed = np.maximum(needed, label_thresholds[probs.argmax(axis=1)])
-    return (conf >= needed) & (conf - runner >= margin)
+    return (conf >= needed) & (gap >= margin)
 
 
 def calibrate(
@@ -196,8 +201,7 @@ def calibrate(
     allowed = np.ones(n, dtype=bool) if in_distribution is None else np.asarray(in_distribution, dtype=bool)
     predicted = probs.argmax(axis=1)
     correct = predicted == labels
-    top2 = np.sort(probs, axis=1)[:, -2:] if probs.shape[1] > 1 else np.concatenate([np.zeros((n, 1)), probs], axis=1)
-    conf, gap = top2[:, -1], top2[:, -1] - top2[:, 0]
+    conf, gap = confidence_and_gap(probs)
 
     margins = sorted(set(float(m) for m in margins)) or [0.0]
     level = confidence if len(margins) == 1 else 1.0 - (1.0 - confidence) / len(margins)

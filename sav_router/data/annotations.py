@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sav_router.core.jsonio import write_jsonl_atomic
+
 TEACH = "teach"  # trained on (and calibrated on, when no `calibrate` rows exist)
 CALIBRATE = "calibrate"  # calibration only: a random sample of traffic, never trained on
 CHECK = "check"  # held out for evaluation only
@@ -304,12 +306,8 @@ def supersede(records: Sequence[Record]) -> tuple[list[Record], list[Superseded]
 
 
 def write_superseded(superseded: Sequence[Superseded], path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for row in superseded:
-            handle.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
-    return path
+    """Superseded answers as JSONL (which answer replaced which)."""
+    return write_jsonl_atomic(path, (asdict(row) for row in superseded))
 
 
 def deduplicate(records: Sequence[Record]) -> tuple[list[Record], list[Reject]]:
@@ -362,12 +360,7 @@ def load_annotations(
 
 def write_rejects(rejects: Sequence[Reject], path: str | os.PathLike[str]) -> Path:
     """Rejects as JSONL (file, line, reason): a person can fix and re-drop them."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for reject in rejects:
-            handle.write(json.dumps(asdict(reject), ensure_ascii=False) + "\n")
-    return path
+    return write_jsonl_atomic(path, (asdict(reject) for reject in rejects))
 
 
 def read_requests(path: str | os.PathLike[str], *, columns: Columns = Columns()) -> tuple[list[Record], list[Reject]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sav_router.commandline import EXIT_OK, UsageError, add_workspace, probability
+from sav_router.commandline import EXIT_OK, UsageError, add_workspace, positive_int, probability
 
 EXIT_ALARM = 3  # distinct from usage errors, so a cron job can alert on it
 
@@ -18,7 +18,7 @@ def add_monitor_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     add_workspace(parser)
     parser.add_argument("--model", metavar="DIR", help="bundle whose calibration sample is the reference (default: production)")
     parser.add_argument("--days", type=int, default=7, help="traffic days to read (default 7)")
-    parser.add_argument("--window", type=int, metavar="N", help="only the last N requests (default: all read)")
+    parser.add_argument("--window", type=positive_int, metavar="N", help="only the last N requests (default: all read)")
     parser.add_argument("--alpha", type=probability, default=None, help="false-alarm rate per check (default 0.01)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--exit-code", action="store_true", help=f"exit {EXIT_ALARM} when the alarm fires")
@@ -32,8 +32,6 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     from sav_router.monitoring.drift import ALPHA, check_drift
     from sav_router.monitoring.traffic import production_decisions
 
-    if args.window is not None and args.window < 1:
-        raise UsageError("--window must be at least 1")
     workspace = Workspace(args.workspace)
     manifest = read_manifest(args.model or workspace.production_dir())
     reference = manifest.calibration.get("reference")

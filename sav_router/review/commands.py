@@ -6,7 +6,7 @@ import argparse
 import getpass
 import json
 
-from sav_router.commandline import EXIT_OK, UsageError, add_workspace
+from sav_router.commandline import EXIT_OK, UsageError, add_workspace, positive_int, probability
 from sav_router.review.audit import CONFIDENCE
 
 
@@ -19,7 +19,7 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--kms-key-id", help="KMS key for the answers written to S3 (SSE-KMS)")
     parser.add_argument("--visibility-timeout", type=int, default=900, help="seconds a message stays hidden while on screen (default 900)")
     parser.add_argument("--model", metavar="DIR", help="bundle whose labels are the known labels (default: the workspace's production model)")
-    parser.add_argument("--limit", type=int, metavar="N", help="stop after N requests")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="stop after N requests")
     parser.add_argument("--reviewer", help="name recorded with the answers (default: the login name)")
     parser.set_defaults(func=_cmd_review)
     return parser
@@ -30,8 +30,6 @@ def _cmd_review(args: argparse.Namespace) -> int:
     from sav_router.loop.workspace import Workspace
     from sav_router.review.session import known_labels_for, run_session
 
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be at least 1")
     workspace = Workspace(args.workspace)
     if args.queue == "local":
         from sav_router.review.queue import LocalReviewQueue
@@ -56,7 +54,7 @@ def add_audit_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     add_workspace(parser)
     parser.add_argument("--bucket", help="read the audit answers from this S3 bucket instead of the workspace")
     parser.add_argument("--prefix", default="annotations/", help="annotation prefix in the bucket (default: annotations/)")
-    parser.add_argument("--confidence", type=float, default=CONFIDENCE, help="interval confidence level (default 0.95)")
+    parser.add_argument("--confidence", type=probability, default=CONFIDENCE, help="interval confidence level (default 0.95)")
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
     parser.set_defaults(func=_cmd_audit)
     return parser
@@ -66,8 +64,6 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from sav_router.loop.workspace import Workspace
     from sav_router.review.audit import audit_estimate, estimate_precision, format_estimate, s3_audit_rows
 
-    if not 0 < args.confidence < 1:
-        raise ValueError(f"--confidence must be strictly between 0 and 1, got {args.confidence}")
     if args.bucket:
         import boto3
 

@@ -18,23 +18,19 @@ worst show an item twice, never lose an answer.
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from sav_router.review.items import AUDIT_SOURCE, REVIEW_SOURCE, ItemError, ReviewItem, parse_item, read_rows_lenient
 from sav_router.core import layout
-from sav_router.core.jsonio import append_jsonl, write_json_atomic
+from sav_router.core.jsonio import append_jsonl, locked, write_json_atomic, write_jsonl_atomic
 from sav_router.loop.workspace import Workspace, stamp, utc_now
 
 log = logging.getLogger(__name__)
@@ -101,7 +97,8 @@ class LocalReviewQueue:
         self.queue_path = workspace.path("review", queue_file)
         self.progress_path = workspace.path("review", progress_file)
         self.leases_path = workspace.path("review", Path(queue_file).stem + ".leases.json")
-        self.lock_path = workspace.path("review", ".lock")
+        # one lock for every queue of the workspace: review/leases.lock (core.jsonio.locked)
+        self.lock_target = workspace.path("review", "leases")
         self.session = stamp()
         self.holder = holder or f"{getpass.getuser()}@{self.session}"
         self.lease_seconds, self.clock = lease_seconds, clock
@@ -134,16 +131,9 @@ class LocalReviewQueue:
         return self.workspace.path("annotations", f"{self.session}-{row['source']}-{row['split']}.jsonl")
 
     # -- leases ----------------------------------------------------------------
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self):
         """One process at a time reads and changes leases and progress (flock: released if the process dies)."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.lock_path.open("a") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return locked(self.lock_target)
 
     def _leases(self) -> dict[str, dict[str, Any]]:
         """Live leases (expired ones dropped)."""
@@ -259,7 +249,7 @@ class LocalReviewQueue:
             drop = self.workspace.path("annotations", str(last.get("drop") or ""))
             if last.get("drop") and drop.is_file():
                 kept = [row for row in read_rows_lenient(drop) if str(row.get("id")) != item_id]
-                _rewrite_jsonl(drop, kept)
+                write_jsonl_atomic(drop, kept)
             item = next((i for i in _read_queue(self.queue_path) if i.id == item_id), None)
             if item is None:
                 return None
@@ -271,15 +261,6 @@ class LocalReviewQueue:
     def pending(self) -> int:
         answered = self._answered | self._replay(read_rows_lenient(self.progress_path))
         return sum(1 for item in _read_queue(self.queue_path) if item.id not in answered)
-
-
-def _rewrite_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Replace a JSON lines file at once (a reader sees the old or the new file, never half)."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
 
 
 def _region_of(queue_url: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sav_router.commandline import add_columns, columns
 from sav_router.model.backends import BACKENDS as SERVE_BACKENDS
 
 
@@ -39,12 +40,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
     from sav_router.model.backends.onnx_export import prepare_onnx
-    from sav_router.data.annotations import Columns, load_annotations
+    from sav_router.data.annotations import load_annotations
 
     texts: list[str] = []
     labels: list[str] = []
     if args.check:
-        records = load_annotations(args.check, columns=Columns(text=args.text_column, label=args.label_column)).records
+        records = load_annotations(args.check, columns=columns(args)).records
         texts, labels = [r.text for r in records], [r.label for r in records]
     serving = prepare_onnx(args.model_dir, texts=texts, labels=labels, num_threads=args.threads, log=lambda m: print(m, file=sys.stderr))
     print(f"exported {', '.join(serving['onnx']['files'].values())}; serving backend recorded in the bundle: {serving['backend']}")
@@ -76,7 +77,6 @@ def add_serving_commands(sub) -> None:
     export = sub.add_parser("export-onnx", help="export the bundle to ONNX (fp32 + int8) and check both against PyTorch")
     export.add_argument("model_dir", metavar="MODEL_DIR")
     export.add_argument("--check", nargs="+", metavar="DATA", help="labeled files for the equivalence check (needed to approve int8)")
-    export.add_argument("--text-column", default="text")
-    export.add_argument("--label-column", default="label", help="Banking77: category")
+    add_columns(export)
     export.add_argument("--threads", type=int)
     export.set_defaults(func=_cmd_export_onnx)

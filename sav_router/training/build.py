@@ -25,7 +25,7 @@ from sav_router.core.bundle import OOD_FILE, Manifest, write_manifest
 from sav_router.calibration.temperature import softmax
 from sav_router.calibration.joint import calibrate_on_traffic
 from sav_router.calibration.promise import ANNOTATED_TOPICS, TRAFFIC_SAMPLE, promise
-from sav_router.calibration.thresholds import calibrate, policy_from_calibration
+from sav_router.calibration.thresholds import policy_from_calibration
 from sav_router.core.labels import out_of_scope_label
 from sav_router.monitoring.reference import drift_reference
 from sav_router.data.annotations import CALIBRATE, CHECK, TEACH, Columns, LoadResult, Record, load_annotations, write_rejects, write_superseded
@@ -143,37 +143,22 @@ def train_bundle(
     cal_logits, cal_embeddings = classifier.logits_and_embeddings([r.text for r in splits.calibration])
     cal_labels = np.array([index.get(str(r.label), -1) for r in splits.calibration])  # -1: out of scope
     in_scope = cal_labels >= 0
+    # Rows carved from teach data are all in scope, so they take the single Learn-then-Test; a traffic
+    # sample with out-of-scope rows is calibrated jointly (exposure + Pareto testing, `calibration.joint`).
+    result, cal_novelty = calibrate_on_traffic(
+        cal_logits, cal_embeddings, cal_labels, labels, detector,
+        tuning_share=config.tuning_share, seed=config.seed, outlier_embeddings=outlier_embeddings,
+        target_precision=config.target_precision, confidence=config.confidence, margins=config.margins,
+        min_label_support=config.min_label_support,
+    )
+    if result.tuning_rows:
+        log(f"  {result.tuning_rows} calibrate rows tuned ({result.exposure_rows} out-of-scope ones kept as outlier exposure), "
+            f"{len(cal_labels) - result.tuning_rows} certified")
+    elif calibrate_rows:
+        log("  no calibrate row is out of scope: the whole sample certifies (single Learn-then-Test)")
     if calibrate_rows:
-        # A traffic sample: part of it tunes (its out-of-scope rows become outlier exposure), the
-        # rest certifies the novelty threshold, confidence threshold and margin chosen together,
-        # routed out-of-scope rows counted as errors (Pareto testing, `calibration.joint`).
-        result, cal_novelty = calibrate_on_traffic(
-            cal_logits, cal_embeddings, cal_labels, labels, detector,
-            tuning_share=config.tuning_share, seed=config.seed, outlier_embeddings=outlier_embeddings,
-            target_precision=config.target_precision, confidence=config.confidence, margins=config.margins,
-            min_label_support=config.min_label_support,
-        )
-        if result.tuning_rows:
-            log(f"  {result.tuning_rows} calibrate rows tuned ({result.exposure_rows} out-of-scope ones kept as outlier exposure), "
-                f"{len(cal_labels) - result.tuning_rows} certified")
-        else:
-            log("  no calibrate row is out of scope: the whole sample certifies (single Learn-then-Test)")
         scope = promise(TRAFFIC_SAMPLE, target=config.target_precision, confidence=config.confidence, out_of_scope_rows=result.out_of_scope)
     else:
-        if outlier_embeddings is not None:
-            detector.fit_outliers(outlier_embeddings)
-        detector.fit_threshold(cal_embeddings[in_scope])
-        cal_novelty = detector.score(cal_embeddings)
-        result = calibrate(
-            cal_logits,
-            cal_labels,
-            labels,
-            target_precision=config.target_precision,
-            confidence=config.confidence,
-            margins=config.margins,
-            in_distribution=cal_novelty <= detector.threshold_,
-            min_label_support=config.min_label_support,
-        )
         scope = promise(ANNOTATED_TOPICS, target=config.target_precision, confidence=config.confidence)
     log(f"calibration: temperature {result.temperature:.3f}; {result.message}")
     log(f"promise: {scope['text']}")

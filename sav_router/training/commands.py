@@ -31,17 +31,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 # `recalibrate` options: the calibration knobs of TrainConfig (left out: the bundle's own settings)
-RECALIBRATION_KNOBS = ("target_precision", "confidence", "margins", "tuning_share", "seed", "out_of_scope_label")
+RECALIBRATION_KNOBS = ("target_precision", "confidence", "margins", "tuning_share", "seed")
 
 
 def _cmd_recalibrate(args: argparse.Namespace) -> int:
-    from sav_router.core.bundle import read_manifest
-    from sav_router.training.recalibrate import RecalibrationError, recalibrate_bundle, recalibration_config
+    from sav_router.training.recalibrate import RecalibrationError, recalibrate_bundle
 
     given = {k: getattr(args, k) for k in RECALIBRATION_KNOBS if getattr(args, k, None) is not None}
-    config = recalibration_config(read_manifest(args.bundle), given)
     try:
-        recalibrate_bundle(args.bundle, args.data, args.output, config=config, columns=columns(args), log=log)
+        recalibrate_bundle(args.bundle, args.data, args.output, overrides=given, columns=columns(args), log=log)
     except RecalibrationError as exc:
         raise UsageError(str(exc)) from None
     return EXIT_OK

@@ -31,7 +31,6 @@ from sav_router.calibration.joint import calibrate_on_traffic
 from sav_router.calibration.promise import TRAFFIC_SAMPLE, promise
 from sav_router.calibration.thresholds import policy_from_calibration
 from sav_router.core.bundle import MANIFEST_NAME, OOD_FILE, Manifest, read_manifest, write_manifest
-from sav_router.core.labels import out_of_scope_label
 from sav_router.data.annotations import CALIBRATE, Columns, load_annotations, write_rejects
 from sav_router.data.splits import fingerprint
 from sav_router.monitoring.reference import drift_reference
@@ -57,14 +56,15 @@ def recalibrate_bundle(
     data_paths: Sequence[str | os.PathLike[str]],
     output_dir: str | os.PathLike[str],
     *,
-    config: TrainConfig | None = None,
+    overrides: Mapping[str, Any] | None = None,
     columns: Columns = Columns(),
     log: Callable[[str], None] = print,
 ) -> Manifest:
     """Write a recalibrated copy of `bundle_dir` to `output_dir`; return its manifest.
 
-    `config` gives target precision, confidence, margins, tuning share and seed;
-    left out, the bundle's own training settings (else TrainConfig's defaults).
+    `overrides` (TrainConfig names: target precision, confidence, margins, tuning
+    share, seed...) win over the bundle's own training settings, which win over
+    TrainConfig's defaults.
     """
     from safetensors.numpy import save_file
 
@@ -76,7 +76,7 @@ def recalibrate_bundle(
     if output_dir.exists() and any(output_dir.iterdir()):
         raise RecalibrationError(f"{output_dir} exists and is not empty: choose a new folder")
     parent = read_manifest(bundle_dir)
-    config = config or recalibration_config(parent)
+    config = recalibration_config(parent, overrides)
     data = load_annotations(data_paths, columns=columns)
     sample = data.by_split(CALIBRATE)
     if not sample:
@@ -87,9 +87,8 @@ def recalibrate_bundle(
     router = Router.load(bundle_dir)
     if router.ood is None:
         raise RecalibrationError(f"{bundle_dir} has no novelty detector to recalibrate (an older bundle: retrain it)")
-    oos = out_of_scope_label(config.out_of_scope_label)
     index = {label: i for i, label in enumerate(parent.labels)}
-    labels = np.array([index.get(str(r.label), -1) if r.label != oos else -1 for r in sample])
+    labels = np.array([index.get(str(r.label), -1) for r in sample])  # -1: out of scope (the reserved answer is no label)
     log(f"{len(sample)} calibrate rows ({int((labels < 0).sum())} out of scope or on labels the bundle does not know); "
         f"{len(data.rejects)} rejected")
     scored = router.score([r.text for r in sample])
