@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sav_router.core import layout
+from sav_router.core.jsonio import split_lines
 from sav_router.training.sagemaker import DATA_SUFFIXES
 
 GATE_KEY = "gate"
@@ -42,7 +43,7 @@ def drops_from_event(event: Mapping[str, Any]) -> list[Drop]:
 def count_rows(s3: Any, drop: Drop) -> int:
     """Annotated rows in a drop: non-blank lines, less the header for CSV."""
     body = s3.get_object(Bucket=drop.bucket, Key=drop.key)["Body"].read().decode("utf-8", errors="replace")
-    lines = sum(1 for line in body.splitlines() if line.strip())
+    lines = sum(1 for line in split_lines(body) if line.strip())
     return max(0, lines - 1) if drop.key.lower().endswith(".csv") else lines
 
 

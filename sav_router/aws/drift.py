@@ -19,8 +19,9 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sav_router.aws import layout
+from sav_router.core import layout
 from sav_router.aws import metrics as metric_names
+from sav_router.core.jsonio import lenient_rows
 from sav_router.monitoring.drift import ALPHA, check_drift
 
 NAMESPACE = metric_names.NAMESPACE
@@ -34,13 +35,7 @@ def _decisions(s3: Any, bucket: str, days: int, now: datetime) -> Iterator[dict[
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8", errors="replace")
-                for line in body.splitlines():
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a torn line is not evidence either way
-                    if isinstance(row, dict):
-                        yield row
+                yield from lenient_rows(body)  # a torn line is not evidence either way
 
 
 def run_drift_check(

@@ -1,10 +1,12 @@
-"""Small S3 helpers for JSON and JSON-lines objects."""
+"""Small S3 helpers for JSON and JSON Lines objects, on the one line codec (`core.jsonio`)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+from sav_router.core.jsonio import dumps_line, lenient_rows, numbered_rows
 
 
 def put_json(s3: Any, bucket: str, key: str, data: Any) -> None:
@@ -16,15 +18,28 @@ def get_json(s3: Any, bucket: str, key: str) -> Any:
 
 
 def put_jsonl(s3: Any, bucket: str, key: str, rows: Iterable[Mapping[str, Any]]) -> int:
-    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
-    body = ("\n".join(lines) + "\n") if lines else ""
-    s3.put_object(Bucket=bucket, Key=key, Body=body.encode("utf-8"), ContentType="application/jsonlines")
+    lines = [dumps_line(row) for row in rows]
+    s3.put_object(Bucket=bucket, Key=key, Body="".join(lines).encode("utf-8"), ContentType="application/jsonlines")
     return len(lines)
 
 
-def get_jsonl(s3: Any, bucket: str, key: str) -> list[Any]:
-    text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def get_text(s3: Any, bucket: str, key: str) -> str:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", errors="replace")
+
+
+def get_jsonl(s3: Any, bucket: str, key: str) -> list[dict[str, Any]]:
+    """The objects of a JSON Lines object, strict: a line that is not a JSON object raises ValueError naming the key and line."""
+    rows = []
+    for number, row, problem in numbered_rows(get_text(s3, bucket, key)):
+        if row is None:
+            raise ValueError(f"s3://{bucket}/{key}:{number}: {problem}")
+        rows.append(row)
+    return rows
+
+
+def get_jsonl_lenient(s3: Any, bucket: str, key: str) -> list[dict[str, Any]]:
+    """The readable objects of a JSON Lines object; a torn line (a crash mid-write) is passed over."""
+    return list(lenient_rows(get_text(s3, bucket, key)))
 
 
 def list_keys(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:

@@ -41,12 +41,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sav_router.core.stats import clopper_pearson_lower
 from sav_router.calibration.temperature import expected_calibration_error, fit_temperature, softmax
 from sav_router.calibration.thresholds import (
     ROUTES_NOTHING,
     CalibrationResult,
     calibrate,
-    clopper_pearson_lower,
     confidence_and_gap,
     min_trials,
     routed_statistics,

@@ -24,20 +24,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from sav_router.calibration.temperature import expected_calibration_error, fit_temperature, softmax
 from sav_router.core.policy import RoutingPolicy
+from sav_router.core.stats import clopper_pearson_lower
 
 ROUTE_NOTHING = 2.0  # a threshold no probability reaches
 METHOD = "learn-then-test fixed sequence, Clopper-Pearson lower bound"
-
-
-def clopper_pearson_lower(successes: int, trials: int, confidence: float) -> float:
-    """One-sided exact lower confidence bound of a binomial proportion."""
-    if trials <= 0 or successes <= 0:
-        return 0.0
-    return float(stats.beta.ppf(1.0 - confidence, successes, trials - successes + 1))
 
 
 def min_trials(target: float, confidence: float) -> int:

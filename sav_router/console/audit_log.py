@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sav_router.loop.workspace import append_jsonl, utc_now
+from sav_router.core.clock import utc_now
+from sav_router.core.jsonio import append_jsonl
 
 
 class AuditLog:

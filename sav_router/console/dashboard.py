@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sav_router.review.audit import CONFIDENCE, clopper_pearson
+from sav_router.core.stats import CONFIDENCE, clopper_pearson
 
 
 def _when(value: Any) -> datetime | None:

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from sav_router.console.desks import LocalDesk, SqsDesk
-from sav_router.review.items import lenient_rows
+from sav_router.core.jsonio import lenient_rows, read_text
 from sav_router.review.queue import PROGRESS_FILE, QUEUE_FILE
-from sav_router.loop.workspace import Workspace, append_jsonl, utc_now
+from sav_router.core.clock import utc_now
+from sav_router.core.jsonio import append_jsonl
+from sav_router.loop.workspace import Workspace
 
 log = logging.getLogger("sav_router.console")
 
@@ -118,7 +120,7 @@ class LocalSource:
         """Logged decisions: {id, at, decision, reasons, model_version} (text left out)."""
         from sav_router.monitoring.traffic import traffic_rows  # the one traffic format (core.traffic)
 
-        for row in traffic_rows(self.workspace):
+        for row in traffic_rows(self.workspace.root):
             production = row["production"]
             yield {
                 "id": row.get("id"),
@@ -134,7 +136,7 @@ class LocalSource:
     def _logged(self) -> Iterator[dict[str, Any]]:
         from sav_router.monitoring.traffic import traffic_rows
 
-        return traffic_rows(self.workspace)
+        return traffic_rows(self.workspace.root)
 
     def audit_answers(self) -> list[dict[str, Any]]:
         from sav_router.review.audit import workspace_audit_rows
@@ -162,7 +164,7 @@ class LocalSource:
         for path in sorted(folder.rglob("*.jsonl")) if folder.is_dir() else []:
             if path.name.endswith(".rejects.jsonl"):
                 continue
-            for row in lenient_rows(path.read_text(encoding="utf-8", errors="replace").splitlines()):
+            for row in lenient_rows(read_text(path)):
                 if row.get("id") is not None and isinstance(row.get("label"), str) and row["label"].strip():
                     key = str(row.get("reviewed_at") or "")
                     if str(row["id"]) not in labels or key >= labels[str(row["id"])][0]:
@@ -196,7 +198,7 @@ class LocalSource:
             raise ActionUnavailable("a batch has 1 to 1000 requests")
         if self.workspace.production_version() is None:
             raise ActionUnavailable("no model in production to rank requests with")
-        queued = {str(row.get("id")) for row in lenient_rows(self._batch_path().read_text(encoding="utf-8").splitlines())} if self._batch_path().is_file() else set()
+        queued = {str(row.get("id")) for row in lenient_rows(read_text(self._batch_path()))}
         done = set(self._human_labels()) | queued
         pool = [row for row in self._traffic_requests() if row["id"] not in done]
         if not pool:
@@ -245,7 +247,7 @@ class AwsSource:
         return f"SQS {self.queue_url.rsplit('/', 1)[-1]}, bucket {self.bucket}"
 
     def _all_manifests(self) -> dict[str, dict[str, Any]]:
-        from sav_router.aws import layout
+        from sav_router.core import layout
         from sav_router.aws.s3io import get_json, list_keys
 
         if self._manifests is None:
@@ -267,7 +269,7 @@ class AwsSource:
         return sorted({label for data in manifests.values() for label in data.get("labels") or []})
 
     def _runs(self) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
-        from sav_router.aws import layout
+        from sav_router.core import layout
         from sav_router.aws.s3io import get_json, list_keys
 
         runs = []
@@ -322,13 +324,13 @@ class AwsSource:
         return None, None
 
     def traffic(self) -> Iterator[dict[str, Any]]:
-        from sav_router.aws import layout
+        from sav_router.core import layout
         from sav_router.aws.s3io import list_keys
 
         for obj in list_keys(self.s3, self.bucket, layout.TRAFFIC_DECISIONS):
             day = obj["Key"][len(layout.TRAFFIC_DECISIONS) :].split("/", 1)[0].removeprefix("dt=")
             body = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read().decode("utf-8", errors="replace")
-            for row in lenient_rows(body.splitlines()):
+            for row in lenient_rows(body):
                 yield {"id": row.get("id"), "at": f"{day}T00:00:00+00:00", "decision": row.get("decision"), "reasons": row.get("reasons") or [], "model_version": row.get("model_version")}
 
     def texts(self, ids: set[str]) -> dict[str, str]:

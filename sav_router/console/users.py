@@ -103,7 +103,7 @@ class UsersFile:
             raise UsersError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if len(password) < MIN_PASSWORD:
             raise UsersError(f"the password needs at least {MIN_PASSWORD} characters")
-        from sav_router.loop.workspace import utc_now
+        from sav_router.core.clock import utc_now
 
         data = self._read()
         data["users"][name] = {"role": role, "password": hash_password(password), "created_at": now or utc_now().isoformat(timespec="seconds")}

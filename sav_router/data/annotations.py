@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import unicodedata
@@ -18,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sav_router.core.jsonio import write_jsonl_atomic
+from sav_router.core.jsonio import numbered_rows, split_lines, write_jsonl_atomic
 
 TEACH = "teach"  # trained on (and calibrated on, when no `calibrate` rows exist)
 CALIBRATE = "calibrate"  # calibration only: a random sample of traffic, never trained on
@@ -146,27 +145,15 @@ def label_problem(label: str) -> str | None:
 
 def _rows_jsonl(raw: bytes) -> Iterable[tuple[int, dict[str, Any] | None, str]]:
     # utf-8-sig: a BOM (Windows editors, Excel exports) is not part of line 1
-    for number, line in enumerate(raw.decode("utf-8-sig", errors="surrogateescape").splitlines(), start=1):
-        if not line.strip():
-            continue
-        if _has_undecodable(line):
+    text = raw.decode("utf-8-sig", errors="surrogateescape")
+    undecodable = {number for number, line in enumerate(split_lines(text), start=1) if _has_undecodable(line)}
+    for number, row, problem in numbered_rows(text):  # the one line codec: a line ends in \n, nothing else
+        if number in undecodable:
             yield number, None, UNDECODABLE
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, None, f"{MALFORMED}: invalid JSON ({exc.msg})"
-            continue
-        except RecursionError:
-            yield number, None, f"{MALFORMED}: invalid JSON (nested too deeply)"
-            continue
-        except ValueError as exc:  # e.g. an integer over Python's 4300-digit limit
-            yield number, None, f"{MALFORMED}: invalid JSON ({str(exc)[:80]})"
-            continue
-        if not isinstance(row, dict):
-            yield number, None, f"{MALFORMED}: expected a JSON object"
-            continue
-        yield number, row, ""
+        elif row is None:
+            yield number, None, f"{MALFORMED}: {problem}"
+        else:
+            yield number, row, ""
 
 
 def _rows_csv(raw: bytes, columns: Columns, source: str, delimiter: str = ",") -> Iterable[tuple[int, dict[str, Any] | None, str]]:

@@ -51,9 +51,10 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 
 def _discover(workspace, args) -> int:
     from sav_router.discovery.clusters import build_clusters, novel_from_queue, novel_from_traffic
-    from sav_router.loop.workspace import stamp, write_json_atomic
+    from sav_router.core.clock import stamp
+    from sav_router.core.jsonio import write_json_atomic
     from sav_router.model.router import Router
-    from sav_router.review.items import read_rows_lenient
+    from sav_router.core.jsonio import read_jsonl as read_rows_lenient
     from sav_router.review.queue import QUEUE_FILE
 
     if args.source == "queue":
@@ -61,7 +62,7 @@ def _discover(workspace, args) -> int:
     else:
         from sav_router.monitoring.traffic import traffic_rows
 
-        candidates = novel_from_traffic(traffic_rows(workspace, days=args.days))
+        candidates = novel_from_traffic(traffic_rows(workspace.root, days=args.days))
     if not candidates:
         print(f"no request escalated as out_of_distribution in the {args.source}: nothing to discover")
         return EXIT_OK
@@ -103,8 +104,9 @@ def _write_label_studio(clusters, output: Path, router) -> None:
 
 def _queue(workspace, clusters, model_version: str) -> None:
     from sav_router.core.policy import OUT_OF_DISTRIBUTION
-    from sav_router.loop.workspace import append_jsonl, utc_now
-    from sav_router.review.items import read_rows_lenient
+    from sav_router.core.clock import utc_now
+    from sav_router.core.jsonio import append_jsonl
+    from sav_router.core.jsonio import read_jsonl as read_rows_lenient
     from sav_router.review.queue import QUEUE_FILE
 
     path = workspace.path("review", QUEUE_FILE)
@@ -119,7 +121,8 @@ def _queue(workspace, clusters, model_version: str) -> None:
 
 def _accept(workspace, args) -> int:
     from sav_router.discovery.clusters import accepted_rows
-    from sav_router.loop.workspace import append_jsonl, stamp, utc_now
+    from sav_router.core.clock import stamp, utc_now
+    from sav_router.core.jsonio import append_jsonl
 
     if not args.label or not args.label.strip():
         raise UsageError("--accept needs --label NEW_LABEL")

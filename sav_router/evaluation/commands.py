@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -35,6 +34,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from sav_router.data.annotations import read_requests, write_rejects
     from sav_router.model.router import Router
+    from sav_router.core.jsonio import dumps_line
 
     router = Router.load(args.model_dir, backend=args.backend, num_threads=args.threads)
     records, rejects = read_requests(args.data, columns=columns(args))
@@ -49,7 +49,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             chunk = records[start : start + args.chunk_size]
             for row in router.decision_records(chunk):
                 counts[row["decision"]] += 1
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                handle.write(dumps_line(row))
     print(f"{len(records)} requests: {counts['route']} routed, {counts['escalate']} escalated -> {output}")
     return EXIT_OK
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from sav_router.calibration.temperature import expected_calibration_error, softmax
 from sav_router.calibration.promise import promise_text
-from sav_router.calibration.thresholds import clopper_pearson_lower
+from sav_router.core.stats import clopper_pearson_lower
 from sav_router.data.annotations import Record
 from sav_router.core.policy import Decision, RoutingPolicy
 from sav_router.model.router import Router, Scored

@@ -35,7 +35,8 @@ from sav_router.data.annotations import (
 )
 from sav_router.data.labelstudio import export_warnings, is_export, read_export
 from sav_router.core.jsonio import append_jsonl
-from sav_router.loop.workspace import Workspace, stamp
+from sav_router.core.clock import stamp
+from sav_router.loop.workspace import Workspace
 
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_]+$")  # no "-": it separates stamp, source and split
 

@@ -20,19 +20,19 @@ crash loses nothing and duplicates nothing.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sav_router.core import layout
-from sav_router.core.jsonio import append_jsonl, locked, write_jsonl_atomic
+from sav_router.core.jsonio import append_jsonl, locked, read_jsonl, write_jsonl_atomic
 from sav_router.core.policy import ROUTE
 from sav_router.core.traffic import batch_name, traffic_batch
 from sav_router.data.annotations import Record
 from sav_router.model.router import Router
-from sav_router.loop.workspace import Workspace, utc_now
+from sav_router.core.clock import utc_now
+from sav_router.loop.workspace import Workspace
 
 
 @dataclass
@@ -45,15 +45,7 @@ class RoutedRequest:
 
 def _ids(path: Path) -> set[str]:
     """Ids of a JSONL file; a torn line (crash mid-append) is passed over."""
-    ids = set()
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and row.get("id") is not None:
-            ids.add(str(row["id"]))
-    return ids
+    return {str(row["id"]) for row in read_jsonl(path) if row.get("id") is not None}
 
 
 def logged_decisions(workspace: Workspace, *, clean: bool = False) -> set[str]:

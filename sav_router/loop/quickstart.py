@@ -11,7 +11,6 @@ escalations and a share of audit samples in the review queue.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from importlib import resources
@@ -55,6 +54,7 @@ def run_quickstart(
     log("== 2/3 routing a stream of new requests (logged to the workspace, escalations queued for review)")
     from sav_router.loop.observer import route_stream
     from sav_router.loop.workspace import Workspace
+    from sav_router.core.jsonio import write_jsonl_atomic
 
     workspace = Workspace(output).ensure()
     version = workspace.register(model_dir)
@@ -67,9 +67,7 @@ def run_quickstart(
     routed_stream = list(route_stream(records, router, workspace=workspace, audit_share=AUDIT_SHARE, seed=13))
     decisions = [Decision.from_dict(r.production) for r in routed_stream]
     decisions_path = output / "decisions.jsonl"
-    with decisions_path.open("w", encoding="utf-8") as handle:
-        for record, item in zip(records, routed_stream):
-            handle.write(json.dumps(item.production | {"gold_label": record.label}, ensure_ascii=False) + "\n")
+    write_jsonl_atomic(decisions_path, (item.production | {"gold_label": record.label} for record, item in zip(records, routed_stream)))
     queued = Counter(r.queued_for for r in routed_stream if r.queued_for)
 
     routed = [(r, d) for r, d in zip(records, decisions) if d.routed]

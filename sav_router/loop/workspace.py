@@ -19,14 +19,14 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from sav_router import env
 from sav_router.core import layout
 from sav_router.core.bundle import BundleError, Manifest, read_manifest
-from sav_router.core.jsonio import append_jsonl, locked, write_json_atomic  # noqa: F401 - append_jsonl re-exported
+from sav_router.core.clock import utc_now
+from sav_router.core.jsonio import locked, write_json_atomic
 from sav_router.core.names import InvalidName, check_name, copy_tree_without_links, inside
 
 PREFIXES = tuple(prefix.rstrip("/") for prefix in layout.WORKSPACE_PREFIXES)
@@ -37,14 +37,6 @@ ACTIONS = ("promote", "rollback")
 
 class RegistryError(ValueError):
     """A registry operation that cannot be done (unknown version, failed gate, unreadable registry...)."""
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def stamp(moment: datetime | None = None) -> str:
-    return (moment or utc_now()).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def _version_or_none(value: Any) -> bool:

@@ -37,7 +37,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     reference = manifest.calibration.get("reference")
     if not reference or not reference.get("n"):
         raise UsageError(f"model {manifest.model_version} has no calibration reference (trained before the monitor existed): retrain it")
-    decisions = production_decisions(workspace, days=args.days, model_version=manifest.model_version)
+    decisions = production_decisions(workspace.root, days=args.days, model_version=manifest.model_version)
     if args.window:
         decisions = decisions[-args.window :]
     report = check_drift(decisions, reference, alpha=args.alpha or ALPHA)

@@ -20,13 +20,11 @@ and recalibrate. Pure Python (math only): the AWS monitor Lambda runs it.
 
 from __future__ import annotations
 
-import bisect
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sav_router.review.audit import beta_quantile, regularized_beta
+from sav_router.core.stats import binomial_sf, clopper_pearson_upper, kolmogorov_sf, ks_statistic
 
 ALPHA = 0.01
 OUT_OF_DISTRIBUTION = "out_of_distribution"
@@ -36,44 +34,6 @@ REMEDY = (
     "import it with `--as calibrate`, then `sav-router recalibrate MODEL_DIR DROP --output NEW_DIR` (no fine-tuning) "
     "or retrain; `sav-router discover` groups the novel requests"
 )
-
-
-def binomial_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p)."""
-    if k <= 0:
-        return 1.0
-    if k > n:
-        return 0.0
-    if p <= 0.0:
-        return 0.0
-    if p >= 1.0:
-        return 1.0
-    return regularized_beta(k, n - k + 1, p)
-
-
-def upper_bound(successes: int, trials: int, level: float) -> float:
-    """One-sided Clopper-Pearson upper bound of a proportion, at confidence 1 - level."""
-    if trials <= 0 or successes >= trials:
-        return 1.0
-    return beta_quantile(1.0 - level, successes + 1, trials - successes)
-
-
-def kolmogorov_sf(statistic: float, n: int, m: int) -> float:
-    """Asymptotic P(D >= statistic) of the two-sample KS statistic (Stephens' correction)."""
-    if n == 0 or m == 0 or statistic <= 0:
-        return 1.0
-    effective = n * m / (n + m)
-    lam = (math.sqrt(effective) + 0.12 + 0.11 / math.sqrt(effective)) * statistic
-    total = sum((-1) ** (j - 1) * math.exp(-2.0 * j * j * lam * lam) for j in range(1, 101))
-    return min(1.0, max(0.0, 2.0 * total))
-
-
-def ks_statistic(sample: Sequence[float], reference: Sequence[float]) -> float:
-    a, b = sorted(sample), sorted(reference)
-    if not a or not b:
-        return 0.0
-    points = sorted(set(a) | set(b))
-    return max(abs(bisect.bisect_right(a, x) / len(a) - bisect.bisect_right(b, x) / len(b)) for x in points)
 
 
 @dataclass
@@ -139,7 +99,7 @@ def check_drift(records: Iterable[Mapping[str, Any]], reference: Mapping[str, An
     reference_share = ref_flagged / ref_n if ref_n else None
     if n and ref_n:
         # the reference share is an estimate: test against its upper bound (union bound, alpha/3 in all)
-        p0 = upper_bound(ref_flagged, ref_n, third / 2)
+        p0 = clopper_pearson_upper(ref_flagged, ref_n, 1.0 - third / 2)
         p_flag = min(1.0, binomial_sf(flagged, n, p0) * 2)
     d_conf = ks_statistic(confidences, reference.get("confidence") or [])
     p_conf = kolmogorov_sf(d_conf, n, ref_n) if reference.get("confidence") else 1.0

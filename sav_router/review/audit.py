@@ -13,74 +13,15 @@ Pure Python: no numpy or scipy, so it runs anywhere the CLI does.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sav_router.core.jsonio import lenient_rows, read_text
 from sav_router.core.labels import out_of_scope_label
-from sav_router.review.items import AUDIT_SOURCE, lenient_rows
+from sav_router.core.stats import CONFIDENCE, clopper_pearson
+from sav_router.review.items import AUDIT_SOURCE
 from sav_router.loop.workspace import Workspace
-
-CONFIDENCE = 0.95
-
-
-# -- exact binomial interval ---------------------------------------------------
-def _continued_fraction(a: float, b: float, x: float) -> float:
-    """Lentz's evaluation of the incomplete beta continued fraction."""
-    tiny, eps = 1e-300, 1e-15
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < eps:
-            break
-    return h
-
-
-def regularized_beta(a: float, b: float, x: float) -> float:
-    """I_x(a, b), the Beta(a, b) distribution function at x."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):  # the fraction converges fast on this side
-        return math.exp(log_front) * _continued_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _continued_fraction(b, a, 1.0 - x) / b
-
-
-def beta_quantile(p: float, a: float, b: float) -> float:
-    """x with I_x(a, b) = p, by bisection (the distribution function is monotone)."""
-    low, high = 0.0, 1.0
-    for _ in range(100):
-        middle = (low + high) / 2.0
-        if regularized_beta(a, b, middle) < p:
-            low = middle
-        else:
-            high = middle
-    return (low + high) / 2.0
-
-
-def clopper_pearson(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Two-sided exact interval for a binomial proportion."""
-    if trials <= 0:
-        raise ValueError("an interval needs at least one trial")
-    if not 0 <= successes <= trials:
-        raise ValueError(f"successes must be within [0, {trials}], got {successes}")
-    alpha = 1.0 - confidence
-    lower = 0.0 if successes == 0 else beta_quantile(alpha / 2, successes, trials - successes + 1)
-    upper = 1.0 if successes == trials else beta_quantile(1 - alpha / 2, successes + 1, trials - successes)
-    return lower, upper
 
 
 # -- audit answers -------------------------------------------------------------
@@ -106,7 +47,7 @@ def workspace_audit_rows(workspace: Workspace) -> list[Mapping[str, Any]]:
     rows: list[dict[str, Any]] = []
     for path in sorted(folder.rglob("*.jsonl")) if folder.is_dir() else []:  # stamped names: oldest first
         if not path.name.endswith(".rejects.jsonl"):
-            rows.extend(lenient_rows(path.read_text(encoding="utf-8", errors="replace").splitlines()))
+            rows.extend(lenient_rows(read_text(path)))
     return latest_audit_answers(rows)
 
 
@@ -118,7 +59,7 @@ def s3_audit_rows(s3: Any, bucket: str, prefix: str = "annotations/") -> list[Ma
     rows: list[dict[str, Any]] = []
     for obj in objects:
         body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8", errors="replace")
-        rows.extend(lenient_rows(body.splitlines()))
+        rows.extend(lenient_rows(body))
     return latest_audit_answers(rows)
 
 

@@ -11,14 +11,13 @@ derived from its text, so the answer still has a stable id).
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sav_router.data.annotations import CHECK, TEACH
-from sav_router.loop.workspace import utc_now
+from sav_router.core.clock import utc_now
 
 REVIEW_SOURCE = "review"  # answers to escalations: teach annotations
 AUDIT_SOURCE = "audit"  # answers to audit samples: check annotations, never trained on
@@ -102,18 +101,3 @@ def annotation_row(item: ReviewItem, label: str, *, reviewer: str | None = None,
         "reviewer": reviewer,
         "reviewed_at": (now or utc_now()).isoformat(timespec="seconds"),
     }
-
-
-def lenient_rows(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """JSON objects of JSON lines; a torn or foreign line (a crash mid-append) is passed over."""
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            yield row
-
-
-def read_rows_lenient(path) -> list[dict[str, Any]]:
-    return list(lenient_rows(path.read_text(encoding="utf-8", errors="replace").splitlines())) if path.is_file() else []

@@ -28,10 +28,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from sav_router.review.items import AUDIT_SOURCE, REVIEW_SOURCE, ItemError, ReviewItem, parse_item, read_rows_lenient
+from sav_router.review.items import AUDIT_SOURCE, REVIEW_SOURCE, ItemError, ReviewItem, parse_item
 from sav_router.core import layout
-from sav_router.core.jsonio import append_jsonl, locked, write_json_atomic, write_jsonl_atomic
-from sav_router.loop.workspace import Workspace, stamp, utc_now
+from sav_router.core.clock import stamp, utc_now
+from sav_router.core.jsonio import append_jsonl, dumps_line, locked, numbered_rows, read_jsonl, read_text, write_json_atomic, write_jsonl_atomic
+from sav_router.loop.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,13 @@ def _read_queue(path: Path) -> list[ReviewItem]:
     items: dict[str, ReviewItem] = {}
     if not path.is_file():
         return []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, row, problem in numbered_rows(read_text(path)):
         try:
-            item = parse_item(json.loads(line))
-        except (json.JSONDecodeError, ItemError) as exc:
-            log.warning("review queue %s:%d not reviewable: %s", path.name, number, getattr(exc, "msg", exc))
+            if row is None:
+                raise ItemError(problem)
+            item = parse_item(row)
+        except ItemError as exc:
+            log.warning("review queue %s:%d not reviewable: %s", path.name, number, exc)
             continue
         items.setdefault(item.id, item)
     return list(items.values())
@@ -102,7 +103,7 @@ class LocalReviewQueue:
         self.session = stamp()
         self.holder = holder or f"{getpass.getuser()}@{self.session}"
         self.lease_seconds, self.clock = lease_seconds, clock
-        progress = read_rows_lenient(self.progress_path)
+        progress = read_jsonl(self.progress_path)
         self._answered = self._answered_ids(progress)
         self._skipped_before = {str(row.get("id")) for row in progress if row.get("status") == SKIPPED} - self._answered
         self._seen: set[str] = set()  # shown in this session (answered, skipped or released)
@@ -124,7 +125,7 @@ class LocalReviewQueue:
         # An answer written just before a crash, whose progress line never was, also counts.
         for pattern in (f"*-{REVIEW_SOURCE}-teach.jsonl", f"*-{AUDIT_SOURCE}-check.jsonl"):
             for drop in self.workspace.path("annotations").glob(pattern):
-                done |= {str(row["id"]) for row in read_rows_lenient(drop) if row.get("id") is not None} - undone
+                done |= {str(row["id"]) for row in read_jsonl(drop) if row.get("id") is not None} - undone
         return done
 
     def drop_path(self, row: Mapping[str, Any]) -> Path:
@@ -193,7 +194,7 @@ class LocalReviewQueue:
             return self._next(leases)
 
     def _fresh_leases(self) -> dict[str, dict[str, Any]]:
-        self._answered |= self._replay(read_rows_lenient(self.progress_path))  # answers of other reviewers
+        self._answered |= self._replay(read_jsonl(self.progress_path))  # answers of other reviewers
         return self._leases()
 
     def _next(self, leases: dict[str, dict[str, Any]]) -> ReviewItem | None:
@@ -216,7 +217,7 @@ class LocalReviewQueue:
             lease = self._leases().get(item.id)
             if lease is not None and lease.get("holder") != self.holder:
                 raise LeaseLost(f"request {item.id} is leased to another reviewer now")
-            if item.id in self._replay(read_rows_lenient(self.progress_path)):
+            if item.id in self._replay(read_jsonl(self.progress_path)):
                 raise LeaseLost(f"request {item.id} was answered by another reviewer")
             drop = self.drop_path(row)
             append_jsonl(drop, [row])  # the answer first (fsynced) ...
@@ -237,7 +238,7 @@ class LocalReviewQueue:
     def undo(self) -> ReviewItem | None:
         """Take back this holder's last answer: the row leaves its drop, the item is leased back to the holder."""
         with self._locked():
-            progress = read_rows_lenient(self.progress_path)
+            progress = read_jsonl(self.progress_path)
             answered = self._replay(progress)
             last = next(
                 (row for row in reversed(progress) if row.get("holder") == self.holder and row.get("status") == ANSWERED and str(row.get("id")) in answered),
@@ -248,7 +249,7 @@ class LocalReviewQueue:
             item_id = str(last["id"])
             drop = self.workspace.path("annotations", str(last.get("drop") or ""))
             if last.get("drop") and drop.is_file():
-                kept = [row for row in read_rows_lenient(drop) if str(row.get("id")) != item_id]
+                kept = [row for row in read_jsonl(drop) if str(row.get("id")) != item_id]
                 write_jsonl_atomic(drop, kept)
             item = next((i for i in _read_queue(self.queue_path) if i.id == item_id), None)
             if item is None:
@@ -259,7 +260,7 @@ class LocalReviewQueue:
             return item
 
     def pending(self) -> int:
-        answered = self._answered | self._replay(read_rows_lenient(self.progress_path))
+        answered = self._answered | self._replay(read_jsonl(self.progress_path))
         return sum(1 for item in _read_queue(self.queue_path) if item.id not in answered)
 
 
@@ -338,7 +339,7 @@ class SqsReviewQueue:
 
     def ack(self, item: ReviewItem, row: Mapping[str, Any]) -> None:
         extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id} if self.kms_key_id else {}
-        body = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+        body = dumps_line(row).encode("utf-8")
         self.s3.put_object(Bucket=self.bucket, Key=answer_key(self.prefix, row), Body=body, ContentType="application/jsonlines", **extra)
         from botocore.exceptions import ClientError
 

@@ -20,9 +20,10 @@ Rules (documented in the README's serving section and relied on by the Lambda)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from sav_router.core.jsonio import dumps, loads, split_lines
 
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
@@ -138,7 +139,7 @@ def _type_name(value: Any) -> str:
 
 def _loads(text: str) -> Any:
     try:
-        return json.loads(text)
+        return loads(text)  # duplicate keys refused: which value would win is a guess
     except RecursionError:
         raise ValueError("nested too deeply") from None
 
@@ -170,14 +171,10 @@ def parse_jsonlines(body: bytes) -> Parsed:
     text = _decode(body)
     if not text.strip():
         raise RequestError(400, "invalid_request", "empty body: send one JSON request per line")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the final newline ends the last line; it does not start a new one
-    return Parsed([_parse_line(line) for line in lines], single=False)
+    return Parsed([_parse_line(line) for line in split_lines(text)], single=False)
 
 
 def _parse_line(line: str) -> Item:
-    line = line.rstrip("\r")
     if not line.strip():
         return Item(error="empty line")
     try:
@@ -202,10 +199,5 @@ def encode(records: list[dict[str, Any]], *, single: bool, media_type: str) -> b
     return _dumps(records[0] if single else {"predictions": records}).encode("utf-8")
 
 
-# Line breaks that JSON leaves raw inside strings but that str.splitlines() and many
-# line readers split on: escaped, so one record is always exactly one line.
-_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
-
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_LINE_BREAKS)
+    return dumps(value, compact=True)

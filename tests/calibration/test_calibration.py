@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from sav_router.calibration.temperature import expected_calibration_error, fit_temperature, softmax
+from sav_router.core.stats import clopper_pearson_lower
 from sav_router.calibration.thresholds import (
     ROUTE_NOTHING,
     calibrate,
-    clopper_pearson_lower,
     fixed_sequence_threshold,
     min_trials,
 )

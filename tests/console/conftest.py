@@ -142,7 +142,8 @@ def local_workspace(tmp_path_factory, tiny_base_model, toy_annotations, tiny_bun
     from sav_router.data.annotations import Record
     from sav_router.loop.observer import route_stream
     from sav_router.model.router import Router
-    from sav_router.loop.workspace import Workspace, append_jsonl
+    from sav_router.core.jsonio import append_jsonl
+    from sav_router.loop.workspace import Workspace
 
     root = tmp_path_factory.mktemp("console")
     candidate = train_toy_bundle(tiny_base_model, toy_annotations, root / "candidate", epochs=1, seed=7)

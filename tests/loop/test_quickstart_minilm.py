@@ -45,5 +45,5 @@ def test_quickstart_fine_tunes_minilm_then_routes_and_escalates(tmp_path, capsys
     assert sum(row["audit"] for row in queue) == summary["queued"].get("audit", 0) > 0
     from sav_router.monitoring.traffic import traffic_rows  # the one traffic format (core.traffic)
 
-    logged = list(traffic_rows(workspace))
+    logged = list(traffic_rows(workspace.root))
     assert len(logged) == 200 and all(row["text"] for row in logged)

@@ -4,7 +4,8 @@ import random
 
 import pytest
 
-from sav_router.monitoring.drift import binomial_sf, check_drift, kolmogorov_sf, ks_statistic
+from sav_router.core.stats import binomial_sf, kolmogorov_sf, ks_statistic
+from sav_router.monitoring.drift import check_drift
 from sav_router.monitoring.reference import drift_reference
 
 THRESHOLD = 0.6  # novelty threshold of the synthetic model

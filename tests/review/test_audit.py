@@ -11,11 +11,10 @@ import sys
 import pytest
 
 from sav_router.review.commands import add_audit_parser
+from sav_router.core.stats import clopper_pearson, regularized_beta
 from sav_router.review.audit import (
     audit_estimate,
-    clopper_pearson,
     estimate_precision,
-    regularized_beta,
     s3_audit_rows,
 )
 from sav_router.core.jsonio import append_jsonl
