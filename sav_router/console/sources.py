@@ -174,7 +174,7 @@ class LocalSource:
     def compare(self, candidate: str) -> dict[str, Any]:
         """The candidate against production on the logged traffic, human labels where reviewers gave one."""
         from sav_router.loop.comparison import Gate
-        from sav_router.loop.commands import compare_models
+        from sav_router.loop.model_comparison import compare_models
 
         production = self.workspace.production_version()
         if production is None:
@@ -191,7 +191,7 @@ class LocalSource:
 
     def start_batch(self, k: int) -> int:
         """Rank the logged requests nobody annotated yet with production (`select`) and queue the top k."""
-        from sav_router.loop.commands import select_batch
+        from sav_router.loop.active_learning import select_batch
         from sav_router.model.router import Router
 
         if not 1 <= k <= 1000:

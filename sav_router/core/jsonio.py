@@ -133,6 +133,13 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(handle.name, path)
 
 
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a whole text file (a report, a config) so that readers see the old one or the new one."""
+    path = Path(path)
+    _write_atomic(path, text)
+    return path
+
+
 def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2) -> Path:
     path = Path(path)
     _write_atomic(path, json.dumps(data, indent=indent, ensure_ascii=False).translate(_LINE_BREAKS) + "\n")

@@ -69,6 +69,24 @@ def labeling_config(
     )
 
 
+CONFIG_SUFFIX = ".label_config.xml"  # the labeling config written next to a tasks file
+
+
+def config_path(tasks_path: str | os.PathLike[str]) -> Path:
+    tasks_path = Path(tasks_path)
+    return tasks_path.with_name(tasks_path.stem + CONFIG_SUFFIX)
+
+
+def write_project(tasks_path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]], labels: Sequence[str], model_version: str | None) -> Path:
+    """Tasks with pre-annotations, and their labeling config beside them (both whole or absent); returns the config's path."""
+    from sav_router.core.jsonio import write_json_atomic, write_text_atomic
+
+    write_json_atomic(tasks_path, tasks_with_predictions(rows, model_version))
+    config = config_path(tasks_path)
+    write_text_atomic(config, labeling_config(labels))
+    return config
+
+
 def _prediction(label: str, score: Any, model_version: str | None) -> dict[str, Any]:
     prediction: dict[str, Any] = {
         "model_version": model_version,

@@ -96,3 +96,47 @@ def calibration_sample(pool_size: int, n: int, *, exclude: Sequence[int] = (), s
         return []
     rng = np.random.default_rng(seed)
     return sorted(rng.choice(candidates, size=min(n, len(candidates)), replace=False).tolist())
+
+
+def select_batch(
+    router, rows: list[dict], k: int, *, calibration_share: float = 0.0, candidate=None, max_similarity: float = 0.92, seed: int = 13
+) -> tuple[list[dict], list[dict]]:
+    """The ranked batch (uncertain, novel, disputed; diverse) and its random calibration part.
+
+    The one implementation behind `sav-router select` and the console's "start a batch".
+    """
+    if not 0 <= calibration_share < 1:
+        raise ValueError("--calibration-share must be in [0, 1)")
+    if not rows:
+        raise ValueError("no request to select from")
+    scored = router.score([row["text"] for row in rows])
+    candidate_probabilities = None
+    if candidate is not None:
+        if candidate.labels != router.labels:
+            raise ValueError("--candidate must have the same labels as --model to measure disagreement")
+        candidate_probabilities = candidate.score([row["text"] for row in rows]).probabilities
+    n_random = round(k * calibration_share)
+    selection = select_for_annotation(
+        scored.probabilities,
+        scored.embeddings,
+        k - n_random,
+        ood_scores=scored.ood_scores,
+        candidate_probabilities=candidate_probabilities,
+        max_similarity=max_similarity,
+    )
+    picked = [_selected_row(rows[i], scored.probabilities[i], router.labels, selection, i) for i in selection.indices]
+    randoms: list[dict] = []
+    if n_random:
+        sample = calibration_sample(len(rows), n_random, exclude=selection.indices, seed=seed)
+        randoms = [_selected_row(rows[i], scored.probabilities[i], router.labels, None, i) for i in sample]
+    return picked, randoms
+
+
+def _selected_row(row: dict, probs, labels: list[str], selection, index: int) -> dict:
+    top = probs.argsort()[::-1][:3]
+    picked = {"id": row["id"], "text": row["text"], "label": labels[top[0]], "score": round(float(probs[top[0]]), 4)}
+    if selection is not None:
+        picked["priority"] = round(float(selection.priority[index]), 4)
+        picked["signals"] = {name: round(float(values[index]), 4) for name, values in selection.signals.items()}
+    picked["top_k"] = [{"label": labels[j], "score": round(float(probs[j]), 4)} for j in top]
+    return picked

@@ -187,8 +187,12 @@ class Workspace:
         )
         write_json_atomic(self.root / REGISTRY, registry)
 
+    def comparison_dir(self, version: str) -> Path:
+        """Where a candidate's comparison with production is written, and where `promote` reads it."""
+        return self.path("evaluations", version, "comparison")
+
     def comparison_for(self, version: str) -> dict[str, Any] | None:
-        path = self.path("evaluations", version, "comparison", "comparison.json")
+        path = self.comparison_dir(version) / "comparison.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def promote(self, version: str, *, force: bool = False, reason: str | None = None, by: str | None = None) -> dict[str, Any]:

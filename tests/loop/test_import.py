@@ -8,7 +8,7 @@ import json
 import pytest
 
 from sav_router.data.annotations import CHECK, TEACH, NoValidDataError, load_annotations
-from sav_router.loop.commands import add_import_parser
+from sav_router.cli.importing import register as add_import_parser
 from sav_router.loop.importing import ImportUsageError, import_annotations
 from sav_router.loop.workspace import Workspace
 from tests.conftest import read_jsonl, write_jsonl

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from sav_router.review.commands import add_audit_parser
+from sav_router.cli.review import add_audit_parser
 from sav_router.core.stats import clopper_pearson, regularized_beta
 from sav_router.review.audit import (
     audit_estimate,

@@ -11,8 +11,8 @@ import pytest
 from sav_router.data.annotations import CHECK, TEACH, load_annotations
 from sav_router.review.items import parse_item
 from sav_router.review.queue import LocalReviewQueue, SqsReviewQueue, answer_key
-from sav_router.commandline import UsageError as ReviewUsageError
-from sav_router.review.commands import add_review_parser
+from sav_router.cli.options import UsageError as ReviewUsageError
+from sav_router.cli.review import add_review_parser
 from sav_router.review.session import run_session
 from sav_router.core.jsonio import append_jsonl
 from sav_router.loop.workspace import Workspace

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sav_router.commandline import add_columns, columns
+from sav_router.cli.options import EXIT_OK, add_columns, columns
 from sav_router.model.backends import BACKENDS as SERVE_BACKENDS
 
 
@@ -49,10 +49,10 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
         texts, labels = [r.text for r in records], [r.label for r in records]
     serving = prepare_onnx(args.model_dir, texts=texts, labels=labels, num_threads=args.threads, log=lambda m: print(m, file=sys.stderr))
     print(f"exported {', '.join(serving['onnx']['files'].values())}; serving backend recorded in the bundle: {serving['backend']}")
-    return 0
+    return EXIT_OK
 
 
-def add_serving_commands(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="run the SageMaker-compatible HTTP server (/ping, /invocations)")
     serve.add_argument("--model", metavar="DIR", help="bundle folder or model.tar.gz (default: /opt/ml/model)")
     serve.add_argument("--port", type=int, help="default: $SAGEMAKER_BIND_TO_PORT or 8080")

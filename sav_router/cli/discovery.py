@@ -7,7 +7,7 @@ import getpass
 import json
 from pathlib import Path
 
-from sav_router.commandline import EXIT_OK, UsageError, add_workspace, log
+from sav_router.cli.options import EXIT_OK, UsageError, add_workspace, log
 
 FORMATS = ("summary", "label-studio", "review-queue")
 
@@ -145,5 +145,5 @@ def _accept(workspace, args) -> int:
     return EXIT_OK
 
 
-def add_discovery_commands(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     add_discover_parser(sub)

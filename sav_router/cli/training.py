@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sav_router.commandline import EXIT_OK, UsageError, add_columns, columns, log, probability, show_progress
+from sav_router.cli.options import EXIT_OK, UsageError, add_columns, columns, log, probability, show_progress
 from sav_router.training.config import TrainConfig
 
 _PROBABILITIES = {"target_precision", "confidence"}
@@ -45,7 +45,7 @@ def _cmd_recalibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_training_commands(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="fine-tune, calibrate and write a model bundle")
     train.add_argument("data", nargs="*", metavar="DATA", help="annotation files (.jsonl or .csv)")
     train.add_argument("--output", "-o", metavar="MODEL_DIR", help="bundle folder to write")

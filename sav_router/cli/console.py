@@ -6,12 +6,11 @@ import argparse
 import getpass
 import sys
 
-ROLE_CHOICES = ("reviewer", "admin")  # sav_router.console.users.ROLES, spelled here to keep the parser import-free
+from sav_router.cli.options import EXIT_OK, UsageError as ConsoleUsageError, add_annotation_prefix, positive_int
+from sav_router.console.users import ROLES  # standard library only: the parser stays light
+from sav_router.core.defaults import REVIEW_LEASE_SECONDS, is_sqs_queue_url
+
 DEFAULT_PORT = 8070
-
-
-class ConsoleUsageError(ValueError):
-    """Bad `console` arguments (an SQS queue without --bucket...)."""
 
 
 def _state(args: argparse.Namespace):
@@ -41,7 +40,7 @@ def _cmd_users_add(args: argparse.Namespace) -> int:
     _, _, path = _state(args)
     user = UsersFile(path).add(args.name, args.role, _read_password(args.name))
     print(f"{user.name} ({user.role}) saved in {path}")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_users_list(args: argparse.Namespace) -> int:
@@ -51,15 +50,15 @@ def _cmd_users_list(args: argparse.Namespace) -> int:
     users = UsersFile(path)
     for name in users.names():
         print(f"{name}\t{users.get(name)[0].role}")
-    return 0
+    return EXIT_OK
 
 
 def _source(args: argparse.Namespace, workspace):
     if args.queue:
-        if not args.queue.startswith("https://") and not args.queue.startswith("http://"):
+        if not is_sqs_queue_url(args.queue):
             raise ConsoleUsageError(f"--queue must be an SQS queue URL, got {args.queue!r}")
         if not args.bucket:
-            raise ConsoleUsageError("--bucket is required with --queue (answers go to s3://BUCKET/annotations/review/)")
+            raise ConsoleUsageError("--bucket is required with --queue (answers go to s3://BUCKET/PREFIX/review/)")
         from sav_router.console.sources import AwsSource
 
         return AwsSource(args.queue, args.bucket, prefix=args.prefix, kms_key_id=args.kms_key_id, lease_seconds=args.lease_seconds)
@@ -96,17 +95,17 @@ def _cmd_console(args: argparse.Namespace) -> int:
     )
 
 
-def add_console_commands(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     console = sub.add_parser("console", help="the web console: escalation queue, evaluation dashboard, models and promotion")
     console.add_argument("--workspace", "-w", metavar="DIR", help="workspace folder (default: $SAV_ROUTER_WORKSPACE or ./sav-router-workspace); also where users and the audit log live")
     console.add_argument("--queue", metavar="SQS_URL", help="the AWS review queue instead of the workspace's")
     console.add_argument("--bucket", help="the artifacts bucket (with --queue): answers, reports, traffic")
-    console.add_argument("--prefix", default="annotations/", help="annotation prefix in the bucket (default: annotations/)")
+    add_annotation_prefix(console)
     console.add_argument("--kms-key-id", help="KMS key for the answers written to S3 (SSE-KMS)")
     console.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     console.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     console.add_argument("--users", metavar="FILE", help="users file (default: WORKSPACE/console/users.json)")
-    console.add_argument("--lease-seconds", type=int, default=900, help="how long a request on screen stays reserved to its reviewer (default 900)")
+    console.add_argument("--lease-seconds", type=positive_int, default=REVIEW_LEASE_SECONDS, help=f"how long a request on screen stays reserved to its reviewer (default {REVIEW_LEASE_SECONDS})")
     console.add_argument("--ssl-certfile", metavar="PEM", help="serve over TLS with this certificate (cookies are then Secure)")
     console.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key")
     console.add_argument("--secure-cookies", action="store_true", help="Secure cookies over plain HTTP too (behind a TLS proxy)")
@@ -117,7 +116,7 @@ def add_console_commands(sub) -> None:
     users_commands = users.add_subparsers(dest="users_command", metavar="add|list", required=True)
     add = users_commands.add_parser("add", help="add a user (or set its role and password); the password is asked, or read from stdin")
     add.add_argument("name", metavar="NAME")
-    add.add_argument("--role", choices=ROLE_CHOICES, required=True)
+    add.add_argument("--role", choices=ROLES, required=True)
     listing = users_commands.add_parser("list", help="user names and roles")
     for parser in (add, listing):
         parser.add_argument("--workspace", "-w", metavar="DIR", help="workspace whose console/users.json is meant")

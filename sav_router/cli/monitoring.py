@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sav_router.commandline import EXIT_OK, UsageError, add_workspace, positive_int, probability
+from sav_router.cli.options import EXIT_OK, UsageError, add_workspace, positive_int, probability
 
 EXIT_ALARM = 3  # distinct from usage errors, so a cron job can alert on it
 
@@ -50,5 +50,5 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     return EXIT_ALARM if report.alarm and args.exit_code else EXIT_OK
 
 
-def add_monitoring_commands(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     add_monitor_parser(sub)

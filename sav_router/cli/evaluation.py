@@ -6,7 +6,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from sav_router.commandline import EXIT_OK, add_columns, add_runtime, columns, log
+from sav_router.cli.options import EXIT_OK, add_columns, add_runtime, columns, log
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -54,7 +54,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_evaluation_commands(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("evaluate", help="evaluate a bundle on labeled data (report.json, report.md, plots)")
     evaluate.add_argument("model_dir", metavar="MODEL_DIR")
     evaluate.add_argument("data", nargs="+", metavar="DATA")

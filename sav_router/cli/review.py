@@ -6,8 +6,9 @@ import argparse
 import getpass
 import json
 
-from sav_router.commandline import EXIT_OK, UsageError, add_workspace, positive_int, probability
-from sav_router.review.audit import CONFIDENCE
+from sav_router.cli.options import EXIT_OK, UsageError, add_annotation_prefix, add_workspace, positive_int, probability
+from sav_router.core.defaults import REVIEW_LEASE_SECONDS, is_sqs_queue_url
+from sav_router.core.stats import CONFIDENCE
 
 
 def add_review_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -15,9 +16,9 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--queue", default="local", metavar="local|SQS_URL", help="the workspace queue (default) or the SQS review queue URL")
     add_workspace(parser)
     parser.add_argument("--bucket", help="artifacts bucket the answers go to (required with an SQS queue)")
-    parser.add_argument("--prefix", default="annotations/", help="annotation prefix in the bucket (default: annotations/)")
+    add_annotation_prefix(parser)
     parser.add_argument("--kms-key-id", help="KMS key for the answers written to S3 (SSE-KMS)")
-    parser.add_argument("--visibility-timeout", type=int, default=900, help="seconds a message stays hidden while on screen (default 900)")
+    parser.add_argument("--visibility-timeout", type=positive_int, default=REVIEW_LEASE_SECONDS, help=f"seconds a message stays hidden while on screen (default {REVIEW_LEASE_SECONDS})")
     parser.add_argument("--model", metavar="DIR", help="bundle whose labels are the known labels (default: the workspace's production model)")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="stop after N requests")
     parser.add_argument("--reviewer", help="name recorded with the answers (default: the login name)")
@@ -35,9 +36,9 @@ def _cmd_review(args: argparse.Namespace) -> int:
         from sav_router.review.queue import LocalReviewQueue
 
         queue = LocalReviewQueue(workspace)
-    elif args.queue.startswith("https://"):
+    elif is_sqs_queue_url(args.queue):
         if not args.bucket:
-            raise UsageError("--bucket is required with an SQS queue URL (answers are written to s3://BUCKET/annotations/review/)")
+            raise UsageError("--bucket is required with an SQS queue URL (answers are written to s3://BUCKET/PREFIX/review/)")
         from sav_router.review.queue import SqsReviewQueue
 
         queue = SqsReviewQueue(args.queue, args.bucket, args.prefix, kms_key_id=args.kms_key_id, visibility_timeout=args.visibility_timeout)
@@ -53,7 +54,7 @@ def add_audit_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser = subparsers.add_parser("audit", help="live routed precision estimated from answered audit samples")
     add_workspace(parser)
     parser.add_argument("--bucket", help="read the audit answers from this S3 bucket instead of the workspace")
-    parser.add_argument("--prefix", default="annotations/", help="annotation prefix in the bucket (default: annotations/)")
+    add_annotation_prefix(parser)
     parser.add_argument("--confidence", type=probability, default=CONFIDENCE, help="interval confidence level (default 0.95)")
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
     parser.set_defaults(func=_cmd_audit)
@@ -75,6 +76,6 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_review_commands(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     add_review_parser(sub)
     add_audit_parser(sub)

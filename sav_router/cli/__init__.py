@@ -1,0 +1,72 @@
+"""The `sav-router` command line: one module per area, each with `register(subparsers)`.
+
+    options.py       what every command module shares: exit codes, option types, lookups
+    training.py      train, recalibrate          evaluation.py  evaluate, predict
+    registry.py      models, register, promote, rollback
+    route.py         route                       compare.py     compare
+    select.py        select                      importing.py   import
+    review.py        review, audit               monitoring.py  monitor
+    discovery.py     discover                    serving.py     serve, export-onnx
+    console.py       console, console users      quickstart.py  quickstart
+
+Command modules are thin: they parse, call the library (the same calls the console
+makes) and print. Exit codes: 0 success, 1 unexpected failure, 2 bad usage or
+unusable input (with a one-line reason on stderr). Building the parser imports
+nothing heavy: each handler imports its machinery when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sav_router import __version__
+from sav_router.cli import (
+    importing,
+    compare,
+    console,
+    discovery,
+    evaluation,
+    monitoring,
+    quickstart,
+    registry,
+    review,
+    route,
+    select,
+    serving,
+    training,
+)
+from sav_router.cli.options import EXIT_USAGE, UsageError
+
+COMMAND_MODULES = (training, evaluation, registry, route, compare, select, importing, quickstart, review, serving,
+                   monitoring, discovery, console)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sav-router", description="Precision-first router for after-sales requests.")
+    parser.add_argument("--version", action="version", version=f"sav-router {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from sav_router.core.bundle import BundleError
+    from sav_router.core.teams import TeamsError
+    from sav_router.data.annotations import NoValidDataError
+    from sav_router.loop.workspace import RegistryError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, NoValidDataError, BundleError, TeamsError, RegistryError, FileNotFoundError) as exc:
+        print(f"sav-router: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:  # bad values in input or configuration
+        print(f"sav-router: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sav-router: interrupted", file=sys.stderr)
+        return 130
