@@ -18,8 +18,9 @@ from pathlib import Path
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
-from infra.config import CONTEXT_KEY, IMAGE_URI_ENV, ConfigError, from_context
+from infra.config import CONTEXT_KEY, ConfigError, from_context
 from infra.stacks import build
+from sav_router import env
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,14 +34,14 @@ def main() -> cdk.App:
     app = cdk.App(outdir=os.environ.get("CDK_OUTDIR", str(HERE / "cdk.out")),
                   context={k: v for k, v in defaults.items() if k.startswith("@aws-cdk")})
     raw = dict(app.node.try_get_context(CONTEXT_KEY) or defaults[CONTEXT_KEY])
-    if os.environ.get(IMAGE_URI_ENV):
-        raw["imageUri"] = os.environ[IMAGE_URI_ENV]
+    if os.environ.get(env.IMAGE_URI):
+        raw["imageUri"] = os.environ[env.IMAGE_URI]
     try:
         config = from_context(raw)
     except ConfigError as exc:  # a clear one-line refusal naming the key, not a traceback
         sys.exit(f"cdk.json context {CONTEXT_KEY!r}: {exc}")
-    env = cdk.Environment(account=config.account or os.environ.get("CDK_DEFAULT_ACCOUNT"), region=config.region or os.environ.get("CDK_DEFAULT_REGION"))
-    stacks = build(app, config, env=env)
+    where = cdk.Environment(account=config.account or os.environ.get("CDK_DEFAULT_ACCOUNT"), region=config.region or os.environ.get("CDK_DEFAULT_REGION"))
+    stacks = build(app, config, env=where)
     for stack in stacks.values():
         cdk.Tags.of(stack).add("project", "sav-router")
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from sav_router.aws.approval import APPROVAL_MODES, MANUAL
+from sav_router.core.defaults import AUDIT_SHARE
 from sav_router.training.config import JOB_KEYS, TrainConfig  # pure Python: the one source of training settings
 
 CONTEXT_KEY = "sav-router"
-IMAGE_URI_ENV = "SAV_ROUTER_IMAGE_URI"  # overrides imageUri (CI builds and pushes the image first)
-APPROVAL_MODES = ("manual", "auto")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")  # short: job names are <prefix>-<run>-check
 _TEAM = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
 
@@ -79,7 +79,7 @@ class DeploymentConfig:
     endpoint: EndpointConfig = EndpointConfig()
     target_precision: float = 0.95
     min_coverage: float = 0.3
-    approval_mode: str = "manual"
+    approval_mode: str = MANUAL
     min_new_annotations: int = 100
     traffic_days: int = 7
     max_shadow_requests: int = 20000
@@ -88,7 +88,7 @@ class DeploymentConfig:
     alarm_email: str | None = None
     log_retention_days: int = 90
     escalation_rate_alarm: float = 0.6  # share of requests escalated over 15 minutes
-    audit_share: float = 0.02  # share of routed requests also sent to human review, to measure live precision
+    audit_share: float = AUDIT_SHARE  # share of routed requests also sent to human review, to measure live precision
     routing_concurrency: int = 5  # concurrent routing invocations at most: bounds the load on the endpoint
     retain_data: bool = True  # keep the bucket, key and tables on stack deletion
 

@@ -15,9 +15,10 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.config import IMAGE_URI_ENV, ConfigError, DeploymentConfig
+from infra.config import ConfigError, DeploymentConfig
 from infra.lambda_function import REPO
 from infra.policies import acknowledge
+from sav_router import env
 
 DOCKERFILE = "training_image/Dockerfile"
 
@@ -35,7 +36,7 @@ class TrainingImage(Construct):
             self.uri = config.image_uri  # the foundation's SageMaker role pulls it from its own repository
             return
         if not (REPO / DOCKERFILE).is_file():
-            raise ConfigError(f"no {DOCKERFILE}: set imageUri in cdk.json or {IMAGE_URI_ENV} to a pushed image")
+            raise ConfigError(f"no {DOCKERFILE}: set imageUri in cdk.json or {env.IMAGE_URI} to a pushed image")
         # `docker build --file` reads the Dockerfile from the staged context: it must survive the excludes
         # (CDK only re-includes a Dockerfile at the context's root).
         exclude = [*dockerignore_patterns(), f"!{DOCKERFILE}", f"!{DOCKERFILE}.dockerignore"]

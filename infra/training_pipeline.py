@@ -22,6 +22,7 @@ from infra.lambda_function import ProjectFunction, retention
 from infra.policies import acknowledge, acknowledge_wildcard, allow, read_prefix, use_key, write_prefix
 from infra.sagemaker_jobs import TRAINING, TRANSFORM, sagemaker_job
 from infra.shared import Shared, overrides_parameter_name, traffic_reader_role_name
+from sav_router.aws.approval import approval_status
 from sav_router.core import layout
 from sav_router.serving.settings import TRANSFORM_MAX_PAYLOAD_MB
 from sav_router.aws.settings import DatasetSettings, EvaluateSettings, FunctionSettings, ShadowCompareSettings, ShadowPrepareSettings
@@ -202,7 +203,7 @@ class TrainingPipeline(Construct):
         compare = self._invoke("shadow_compare", "Compare with production", {"run_id.$": run_id}, "$.comparison", failed)
         no_traffic = sfn.Pass(
             self, "No traffic to replay", result_path="$.comparison",
-            result=sfn.Result.from_object({"report_uri": "none", "approval_status": "Approved" if config.approval_mode == "auto" else "PendingManualApproval"}),
+            result=sfn.Result.from_object({"report_uri": "none", "approval_status": approval_status(config.approval_mode, shadow_passed=None)}),
         )
         register = tasks.CallAwsService(
             self, "Register model package", service="sagemaker", action="createModelPackage", iam_action="sagemaker:CreateModelPackage",

@@ -17,6 +17,7 @@ NUM_THREADS = "SAV_ROUTER_NUM_THREADS"  # torch intra-op threads (default: usabl
 DEVICE = "SAV_ROUTER_DEVICE"  # torch device for training: cpu | cuda | cuda:N (default: cuda when available)
 WORKSPACE = "SAV_ROUTER_WORKSPACE"  # local workspace folder (registry, traffic, annotations)
 OUT_OF_SCOPE_LABEL = "SAV_ROUTER_OUT_OF_SCOPE_LABEL"  # name of the reserved "none of these" answer (default out_of_scope)
+IMAGE_URI = "SAV_ROUTER_IMAGE_URI"  # `python app.py` / `cdk deploy`: overrides cdk.json's imageUri (CI builds and pushes the image first)
 
 # The HTTP server (a SageMaker container is configured only through its environment)
 BACKEND = "SAV_ROUTER_BACKEND"  # torch | onnx | onnx-int8 (default: the bundle's recorded choice)

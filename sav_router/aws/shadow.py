@@ -19,13 +19,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sav_router.core import layout
+from sav_router.aws.approval import approval_status
 from sav_router.aws.routing import PolicyStore
 from sav_router.aws.s3io import get_json, get_jsonl, list_keys, put_json, put_jsonl
 from sav_router.core.policy import redecide
 from sav_router.loop.comparison import compare_decisions
-
-APPROVED = "Approved"
-PENDING = "PendingManualApproval"
 
 
 def prepare_shadow(s3: Any, bucket: str, run_id: str, *, days: int, max_requests: int, now: datetime | None = None) -> dict[str, Any]:
@@ -50,11 +48,6 @@ def prepare_shadow(s3: Any, bucket: str, run_id: str, *, days: int, max_requests
     put_jsonl(s3, bucket, paths["shadow_input_key"], requests.values())
     put_jsonl(s3, bucket, paths["shadow_production_key"], decisions.values())
     return {"count": len(requests), "days": days, "input_uri": paths["shadow_input_uri"], "output_uri": paths["shadow_output_uri"]}
-
-
-def approval_status(mode: str, *, shadow_passed: bool | None) -> str:
-    """Auto-approve only in auto mode, and only when the shadow gate passed or there was no traffic to replay."""
-    return APPROVED if mode == "auto" and shadow_passed is not False else PENDING
 
 
 def compare_shadow(
