@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sav_router.calibration.joint import calibrate_on_traffic  # noqa: E402
+from sav_router.calibration.settings import CalibrationSettings  # noqa: E402
 from sav_router.calibration.promise import promise_text  # noqa: E402
 from sav_router.calibration.temperature import softmax  # noqa: E402
 from sav_router.calibration.thresholds import confidence_and_gap  # noqa: E402
@@ -176,9 +177,9 @@ def main() -> None:
         cal, rest = order[:cut], order[cut:]
         detector = load_ood(args.cache / "model", manifest)  # the bundle's detector, as `train` fitted it
         result, cal_novelty = calibrate_on_traffic(
-            logits[cal], embeddings[cal], gold[cal], labels, detector, tuning_share=args.tuning_share, seed=seed,
-            target_precision=args.target, confidence=defaults.confidence,
-            margins=list(manifest.calibration.get("margins_tried") or [policy.margin]),
+            logits[cal], embeddings[cal], gold[cal], labels, detector,
+            CalibrationSettings(tuning_share=args.tuning_share, seed=seed, target_precision=args.target, confidence=defaults.confidence,
+                                margins=tuple(manifest.calibration.get("margins_tried") or [policy.margin])),
         )
         rest_probs = softmax(logits[rest], result.temperature)
         rest_novelty = detector.score(embeddings[rest])

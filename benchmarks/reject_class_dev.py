@@ -30,6 +30,7 @@ from benchmarks.banking77 import COLUMNS, DATA  # noqa: E402
 from benchmarks.open_traffic_cache import dev_protocol  # noqa: E402
 from benchmarks.traffic_calibration_dev import dev_traffic, scores_and_truth, best_reachable, measured  # noqa: E402
 from benchmarks.open_set_dev import auroc  # noqa: E402
+from sav_router.calibration.settings import CalibrationSettings  # noqa: E402
 from sav_router.calibration.joint import calibrate_on_traffic, tuning_mask  # noqa: E402
 from sav_router.data.annotations import load_annotations  # noqa: E402
 from sav_router.model.ood import NearestNeighbourOOD  # noqa: E402
@@ -78,7 +79,7 @@ sc = router.score(texts); L = sc.logits[:, keep]; E = sc.embeddings
 bank = router.score([r.text for r in proto["teach"]]).embeddings
 for name, (LL, EE, BB) in {"cache model": (L0, E0, bank0), "reject-class model": (L, E, bank)}.items():
     det = NearestNeighbourOOD(k=1).fit(BB)
-    res, _ = calibrate_on_traffic(LL[sample], EE[sample], gold[sample], labels0, det, tuning_share=0.4, seed=draw, target_precision=0.95, confidence=0.95, margins=(0.1,))
+    res, _ = calibrate_on_traffic(LL[sample], EE[sample], gold[sample], labels0, det, CalibrationSettings(tuning_share=0.4, seed=draw, target_precision=0.95, confidence=0.95, margins=(0.1,)))
     pol = (res.temperature, res.threshold, res.margin, res.ood_threshold) if res.guarantee_met else None
     nov = det.score(EE[rest])
     conf, gap, corr = scores_and_truth(LL[rest], gold[rest], res.temperature)

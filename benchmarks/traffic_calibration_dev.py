@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.open_set_dev import auroc  # noqa: E402
+from sav_router.calibration.settings import CalibrationSettings  # noqa: E402
 from sav_router.calibration.joint import calibrate_joint, calibrate_on_traffic, tuning_mask  # noqa: E402
 from sav_router.calibration.temperature import fit_temperature, softmax  # noqa: E402
 from sav_router.calibration.thresholds import confidence_and_gap, fixed_sequence_threshold  # noqa: E402
@@ -171,8 +172,8 @@ def main() -> None:
         for share in (0.3, 0.4, 0.5):
             detector = NearestNeighbourOOD(k=1).fit(bank)
             result, _ = calibrate_on_traffic(logits[sample], embeddings[sample], gold[sample], labels, detector,
-                                             tuning_share=share, seed=draw, target_precision=TARGET, confidence=defaults.confidence,
-                                             margins=defaults.margins)
+                                             CalibrationSettings(tuning_share=share, seed=draw, target_precision=TARGET, confidence=defaults.confidence,
+                                                                 margins=tuple(defaults.margins)))
             policy = (result.temperature, result.threshold, result.margin, result.ood_threshold) if result.guarantee_met else None
             name = f"Pareto testing with exposure, tuning share {share}" + (" (default)" if share == defaults.tuning_share else "")
             runs.setdefault(name, []).append(measured(logits[rest], gold[rest], detector.score(embeddings[rest]), policy))
@@ -198,8 +199,9 @@ def in_scope_samples(labels, logits, embeddings, gold, bank, *, draws: int = 8) 
             order = np.random.default_rng(draw).permutation(in_scope)
             sample, rest = order[:size], order[size:]
             detector = NearestNeighbourOOD(k=1).fit(bank)
-            result, _ = calibrate_on_traffic(logits[sample], embeddings[sample], gold[sample], labels, detector, tuning_share=defaults.tuning_share,
-                                             seed=draw, target_precision=TARGET, confidence=defaults.confidence, margins=defaults.margins)
+            result, _ = calibrate_on_traffic(logits[sample], embeddings[sample], gold[sample], labels, detector,
+                                             CalibrationSettings(tuning_share=defaults.tuning_share, seed=draw, target_precision=TARGET,
+                                                                 confidence=defaults.confidence, margins=tuple(defaults.margins)))
             assert result.tuning_rows == 0  # the single path
             policy = (result.temperature, result.threshold, result.margin, result.ood_threshold) if result.guarantee_met else None
             cells["single"].append(measured(logits[rest], gold[rest], detector.score(embeddings[rest]), policy))

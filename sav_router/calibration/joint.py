@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sav_router.calibration.settings import CalibrationSettings
 from sav_router.core.stats import clopper_pearson_lower
 from sav_router.calibration.temperature import expected_calibration_error, fit_temperature, softmax
 from sav_router.calibration.thresholds import (
@@ -263,14 +264,9 @@ def calibrate_on_traffic(
     labels: np.ndarray,
     label_names: Sequence[str],
     detector,
+    settings: CalibrationSettings,
     *,
-    tuning_share: float,
-    seed: int,
     outlier_embeddings: np.ndarray | None = None,
-    target_precision: float = 0.95,
-    confidence: float = 0.95,
-    margins: Sequence[float] = (0.1,),
-    min_label_support: int | None = None,
 ) -> tuple[CalibrationResult, np.ndarray]:
     """What `train` does with calibrate rows: outlier exposure from the tuning part, then `calibrate_joint`.
 
@@ -294,11 +290,11 @@ def calibrate_on_traffic(
             detector.fit_outliers(np.asarray(outlier_embeddings, np.float32))
         detector.fit_threshold(embeddings)
         novelty = detector.score(embeddings)
-        result = calibrate(logits, labels, label_names, target_precision=target_precision, confidence=confidence,
-                           margins=margins, in_distribution=novelty <= detector.threshold_, min_label_support=min_label_support)
+        result = calibrate(logits, labels, label_names, target_precision=settings.target_precision, confidence=settings.confidence,
+                           margins=settings.margins, in_distribution=novelty <= detector.threshold_, min_label_support=settings.min_label_support)
         result.ood_threshold = float(detector.threshold_)
         return result, novelty
-    tuning = tuning_mask(len(labels), share=tuning_share, seed=seed)
+    tuning = tuning_mask(len(labels), share=settings.tuning_share, seed=settings.seed)
     exemplars = tuning & (labels < 0)
     teach_outliers = np.zeros((0, embeddings.shape[1]), np.float32) if outlier_embeddings is None else np.asarray(outlier_embeddings, np.float32)
     detector.fit_outliers(np.concatenate([teach_outliers, embeddings[exemplars]]))
@@ -308,7 +304,7 @@ def calibrate_on_traffic(
     own[exemplars] = len(teach_outliers) + np.arange(int(exemplars.sum()))
     novelty[exemplars] = detector.score(embeddings[exemplars], own_outlier=own[exemplars])
     result = calibrate_joint(logits, labels, label_names, novelty, tuning=tuning,
-                             target_precision=target_precision, confidence=confidence, margins=margins)
+                             target_precision=settings.target_precision, confidence=settings.confidence, margins=settings.margins)
     result.exposure_rows = int(exemplars.sum())
     detector.threshold_ = float(result.ood_threshold)
     return result, novelty

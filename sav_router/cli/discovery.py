@@ -7,7 +7,8 @@ import getpass
 import json
 from pathlib import Path
 
-from sav_router.cli.options import EXIT_OK, UsageError, add_workspace, log
+from sav_router.cli.options import EXIT_OK, UsageError, add_workspace, log, positive_int
+from sav_router.core.defaults import DRIFT_DAYS_LOCAL
 
 FORMATS = ("summary", "label-studio", "review-queue")
 
@@ -21,7 +22,7 @@ def add_discover_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--from", dest="source", choices=["queue", "traffic"], default="queue",
                         help="escalated requests of the review queue (default) or of the traffic log")
     parser.add_argument("--model", metavar="DIR", help="bundle that embeds the requests (default: production)")
-    parser.add_argument("--days", type=int, default=7, help="traffic days to read with --from traffic (default 7)")
+    parser.add_argument("--days", type=positive_int, default=DRIFT_DAYS_LOCAL, help=f"traffic days to read with --from traffic (default {DRIFT_DAYS_LOCAL})")
     parser.add_argument("--distance", type=float, default=0.35, help="cosine distance at which clusters are cut (default 0.35)")
     parser.add_argument("--min-size", type=int, default=3, help="smallest cluster reported (default 3)")
     parser.add_argument("--format", choices=FORMATS, default="summary",
@@ -95,10 +96,7 @@ def _write_label_studio(clusters, output: Path, router) -> None:
     rows = [{"id": m["id"], "text": m["text"], "cluster": c.cluster, "cluster_size": c.size,
              "nearest_labels": ", ".join(n["label"] for n in c.nearest_labels)}
             for c in clusters for m in c.members]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(labelstudio.tasks_with_predictions(rows, router.version), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    config = output.with_suffix(".config.xml")
-    config.write_text(labelstudio.labeling_config(router.labels), encoding="utf-8")
+    config = labelstudio.write_project(output, rows, router.labels, router.version)
     log(f"{len(rows)} Label Studio tasks -> {output} (labeling config: {config})")
 
 

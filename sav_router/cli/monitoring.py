@@ -6,6 +6,7 @@ import argparse
 import json
 
 from sav_router.cli.options import EXIT_OK, UsageError, add_workspace, positive_int, probability
+from sav_router.core.defaults import DRIFT_ALPHA, DRIFT_DAYS_LOCAL
 
 EXIT_ALARM = 3  # distinct from usage errors, so a cron job can alert on it
 
@@ -17,9 +18,9 @@ def add_monitor_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     )
     add_workspace(parser)
     parser.add_argument("--model", metavar="DIR", help="bundle whose calibration sample is the reference (default: production)")
-    parser.add_argument("--days", type=int, default=7, help="traffic days to read (default 7)")
+    parser.add_argument("--days", type=positive_int, default=DRIFT_DAYS_LOCAL, help=f"traffic days to read (default {DRIFT_DAYS_LOCAL})")
     parser.add_argument("--window", type=positive_int, metavar="N", help="only the last N requests (default: all read)")
-    parser.add_argument("--alpha", type=probability, default=None, help="false-alarm rate per check (default 0.01)")
+    parser.add_argument("--alpha", type=probability, default=DRIFT_ALPHA, help=f"false-alarm rate per check (default {DRIFT_ALPHA})")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--exit-code", action="store_true", help=f"exit {EXIT_ALARM} when the alarm fires")
     parser.set_defaults(func=_cmd_monitor)
@@ -29,7 +30,7 @@ def add_monitor_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 def _cmd_monitor(args: argparse.Namespace) -> int:
     from sav_router.core.bundle import read_manifest
     from sav_router.loop.workspace import Workspace
-    from sav_router.monitoring.drift import ALPHA, check_drift
+    from sav_router.monitoring.drift import check_drift
     from sav_router.monitoring.traffic import production_decisions
 
     workspace = Workspace(args.workspace)
@@ -40,7 +41,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     decisions = production_decisions(workspace.root, days=args.days, model_version=manifest.model_version)
     if args.window:
         decisions = decisions[-args.window :]
-    report = check_drift(decisions, reference, alpha=args.alpha or ALPHA)
+    report = check_drift(decisions, reference, alpha=args.alpha)
     if args.json:
         print(json.dumps(report.to_dict() | {"model_version": manifest.model_version}, indent=2))
     else:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sav_router.core.jsonio import numbered_rows, split_lines, write_jsonl_atomic
+from sav_router.core.defaults import MAX_TEXT_CHARS
 
 TEACH = "teach"  # trained on (and calibrated on, when no `calibrate` rows exist)
 CALIBRATE = "calibrate"  # calibration only: a random sample of traffic, never trained on
@@ -35,7 +36,6 @@ MALFORMED = "malformed_row"
 INVALID_LABEL = "invalid_label"
 TEXT_TOO_LONG = "text_too_long"
 
-MAX_TEXT_CHARS = 20_000  # as the routing Lambda's intake: far above any real request
 MAX_LABEL_CHARS = 100
 # Control, format (bidi overrides, zero-width), separator, surrogate, private and unassigned characters.
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
@@ -189,13 +189,18 @@ def _rows_csv(raw: bytes, columns: Columns, source: str, delimiter: str = ",") -
         yield number, row, ""
 
 
+# File types the annotation reader takes, by suffix: every place that picks annotation
+# files (the SageMaker channel, the annotation trigger, the dataset step) uses this.
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+DATA_SUFFIXES = tuple(FORMATS)
+HEADER_FORMATS = ("csv", "tsv")  # formats whose first line is a header, not a row
+
+
 def _detect_format(path: Path) -> str:
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    if suffix in (".csv", ".tsv"):
-        return suffix[1:]
-    raise NoValidDataError(f"{path}: unsupported file type {suffix!r} (use .jsonl, .csv or .tsv)")
+    if suffix not in FORMATS:
+        raise NoValidDataError(f"{path}: unsupported file type {suffix!r} (use .jsonl, .csv or .tsv)")
+    return FORMATS[suffix]
 
 
 def _as_text(value: Any) -> str | None:

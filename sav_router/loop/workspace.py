@@ -24,7 +24,7 @@ from typing import Any
 
 from sav_router import env
 from sav_router.core import layout
-from sav_router.core.bundle import BundleError, Manifest, read_manifest
+from sav_router.core.bundle import MANIFEST_NAME, BundleError, Manifest, read_manifest
 from sav_router.core.clock import utc_now
 from sav_router.core.jsonio import locked, write_json_atomic
 from sav_router.core.names import InvalidName, check_name, copy_tree_without_links, inside
@@ -131,7 +131,7 @@ class Workspace:
             path = inside(self.path("models"), version, what="model version")  # a plain name, and no link out of models/
         except InvalidName as exc:
             raise RegistryError(str(exc)) from None
-        if not (path / "router.json").is_file():
+        if not (path / MANIFEST_NAME).is_file():
             raise RegistryError(f"unknown model version {version!r} in {self.root / 'models'}")
         return path
 

@@ -24,9 +24,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sav_router.core.defaults import DRIFT_ALPHA
 from sav_router.core.stats import binomial_sf, clopper_pearson_upper, kolmogorov_sf, ks_statistic
 
-ALPHA = 0.01
+ALPHA = DRIFT_ALPHA  # kept under its old name for callers
 OUT_OF_DISTRIBUTION = "out_of_distribution"
 REMEDY = (
     "live traffic no longer looks like the calibration sample: annotate a new random sample of it "

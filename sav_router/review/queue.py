@@ -163,10 +163,6 @@ class LocalReviewQueue:
         with self._locked():
             return self._leases().get(item_id, {}).get("holder") == self.holder
 
-    def lease_deadline(self, item_id: str) -> float | None:
-        lease = self._leases().get(item_id)
-        return float(lease["until"]) if lease and lease.get("holder") == self.holder else None
-
     # -- the queue calls -------------------------------------------------------
     def _pick(self, leases: Mapping[str, Mapping[str, Any]]) -> ReviewItem | None:
         taken = {key for key, lease in leases.items() if lease.get("holder") != self.holder}

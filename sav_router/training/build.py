@@ -14,26 +14,23 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sav_router import __version__
 from sav_router.core.bundle import OOD_FILE, Manifest, write_manifest
 from sav_router.calibration.temperature import softmax
 from sav_router.calibration.joint import calibrate_on_traffic
 from sav_router.calibration.promise import ANNOTATED_TOPICS, TRAFFIC_SAMPLE, promise
-from sav_router.calibration.thresholds import policy_from_calibration
 from sav_router.core.labels import out_of_scope_label
-from sav_router.monitoring.reference import drift_reference
 from sav_router.data.annotations import CALIBRATE, CHECK, TEACH, Columns, LoadResult, Record, load_annotations, write_rejects, write_superseded
 from sav_router.data.augment import augment_training
 from sav_router.data.splits import Splits, fingerprint, stratified_split
 from sav_router.model.ood import make_detector
 from sav_router.core.teams import complete_teams
 from sav_router.training.config import TrainConfig
+from sav_router.training.manifest import calibrated_fields, version_fields
 
 
 @dataclass
@@ -46,10 +43,6 @@ class TrainResult:
     check_report: dict[str, Any] | None = None
     seconds: float = 0.0
     messages: list[str] = field(default_factory=list)
-
-
-def model_version(data_fingerprint: str, created: datetime) -> str:
-    return f"{created.strftime('%Y%m%dT%H%M%SZ')}-{data_fingerprint[:8]}"
 
 
 def _split(teach: list[Record], calibrate_rows: list[Record], labels: list[str], config: TrainConfig, log) -> tuple[Splits, str]:
@@ -145,12 +138,8 @@ def train_bundle(
     in_scope = cal_labels >= 0
     # Rows carved from teach data are all in scope, so they take the single Learn-then-Test; a traffic
     # sample with out-of-scope rows is calibrated jointly (exposure + Pareto testing, `calibration.joint`).
-    result, cal_novelty = calibrate_on_traffic(
-        cal_logits, cal_embeddings, cal_labels, labels, detector,
-        tuning_share=config.tuning_share, seed=config.seed, outlier_embeddings=outlier_embeddings,
-        target_precision=config.target_precision, confidence=config.confidence, margins=config.margins,
-        min_label_support=config.min_label_support,
-    )
+    result, cal_novelty = calibrate_on_traffic(cal_logits, cal_embeddings, cal_labels, labels, detector, config.calibration_settings(),
+                                               outlier_embeddings=outlier_embeddings)
     if result.tuning_rows:
         log(f"  {result.tuning_rows} calibrate rows tuned ({result.exposure_rows} out-of-scope ones kept as outlier exposure), "
             f"{len(cal_labels) - result.tuning_rows} certified")
@@ -162,27 +151,19 @@ def train_bundle(
         scope = promise(ANNOTATED_TOPICS, target=config.target_precision, confidence=config.confidence)
     log(f"calibration: temperature {result.temperature:.3f}; {result.message}")
     log(f"promise: {scope['text']}")
-    # What `monitor` compares live traffic with: the whole calibration sample, off-topic rows included
-    reference = drift_reference(cal_logits / result.temperature, cal_novelty, detector.threshold_)
     team_table = complete_teams(teams or {}, labels)
     unrouted = sorted(label for label, team in team_table.items() if team is None)
     if unrouted:
         log(f"  labels with no team (always escalated): {unrouted}")
-    policy = policy_from_calibration(result, teams=team_table, ood_threshold=detector.threshold_)
-
-    created = datetime.now(timezone.utc)
     data_fingerprint = fingerprint(data.records)
     cal_accuracy = float((softmax(cal_logits[in_scope]).argmax(axis=1) == cal_labels[in_scope]).mean()) if in_scope.any() else None
     manifest = Manifest(
         labels=labels,
-        policy=policy,
         base_model=classifier.base_model_,
-        model_version=model_version(data_fingerprint, created),
-        created_at=created.isoformat(timespec="seconds"),
-        temperature=result.temperature,
         max_length=config.max_length,
         architecture={"pooling": "mean", "normalize": config.normalize, "head": "linear"},
-        calibration=result.to_dict() | {"promise": scope, "reference": reference},
+        **calibrated_fields(result, detector, scope=scope, logits=cal_logits, novelty=cal_novelty, teams=team_table),
+        **version_fields(data_fingerprint),
         ood={"method": detector.METHOD, "params": detector.params(), "quantile": config.ood_quantile, "threshold": detector.threshold_, "file": OOD_FILE},
         training={
             "data_fingerprint": data_fingerprint,
@@ -195,7 +176,6 @@ def train_bundle(
             "history": classifier.history_.to_dict(),
         },
         metrics={"calibration_accuracy": cal_accuracy, "calibration_coverage": result.coverage, "calibration_precision": result.empirical_precision},
-        package_version=__version__,
     )
     from safetensors.numpy import save_file
 

@@ -20,7 +20,7 @@ from typing import Any
 OOD_METHODS = ("knn", "mahalanobis")
 HEADS = ("cosine", "linear")
 # Options of a training job that are not model settings (SageMaker hyperparameters only).
-JOB_KEYS = ("text_column", "label_column", "teams_file")
+JOB_KEYS = ("text_column", "label_column")
 
 
 def _knob(default: Any, help: str, *, flag: str | None = None, cli: bool = True, choices: tuple[str, ...] | None = None) -> Any:
@@ -96,6 +96,13 @@ class TrainConfig:
             raise ValueError(f"tuning_share must be strictly between 0 and 1, got {self.tuning_share!r}")
         if any(not (0 <= m < 1) for m in self.margins):
             raise ValueError(f"margins must be in [0, 1), got {list(self.margins)}")
+
+    def calibration_settings(self):
+        """The calibration part of these settings, as the one object the calibration takes."""
+        from sav_router.calibration.settings import CalibrationSettings
+
+        return CalibrationSettings(target_precision=self.target_precision, confidence=self.confidence, margins=tuple(self.margins),
+                                   tuning_share=self.tuning_share, seed=self.seed, min_label_support=self.min_label_support)
 
     def hyperparameters(self) -> dict[str, Any]:
         """JSON-ready settings (what a SageMaker job receives)."""

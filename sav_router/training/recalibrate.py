@@ -20,22 +20,18 @@ import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sav_router import __version__
 from sav_router.calibration.joint import calibrate_on_traffic
 from sav_router.calibration.promise import TRAFFIC_SAMPLE, promise
-from sav_router.calibration.thresholds import policy_from_calibration
 from sav_router.core.bundle import MANIFEST_NAME, OOD_FILE, Manifest, read_manifest, write_manifest
 from sav_router.data.annotations import CALIBRATE, Columns, load_annotations, write_rejects
 from sav_router.data.splits import fingerprint
-from sav_router.monitoring.reference import drift_reference
-from sav_router.training.build import model_version
 from sav_router.training.config import TrainConfig
+from sav_router.training.manifest import calibrated_fields, version_fields
 
 # Not carried over: what this module rewrites, and the parent's check report (it was about the parent's policy).
 REWRITTEN = {MANIFEST_NAME, "check_report", "rejects.jsonl", "superseded.jsonl"}
@@ -94,29 +90,18 @@ def recalibrate_bundle(
     scored = router.score([r.text for r in sample])
     detector = router.ood
     previous = getattr(detector, "outliers_", None)
-    result, novelty = calibrate_on_traffic(
-        scored.logits, scored.embeddings, labels, parent.labels, detector,
-        tuning_share=config.tuning_share, seed=config.seed,
-        outlier_embeddings=None if previous is None else np.asarray(previous, dtype=np.float32),
-        target_precision=config.target_precision, confidence=config.confidence, margins=config.margins,
-        min_label_support=config.min_label_support,
-    )
+    settings = config.calibration_settings()
+    result, novelty = calibrate_on_traffic(scored.logits, scored.embeddings, labels, parent.labels, detector, settings,
+                                           outlier_embeddings=None if previous is None else np.asarray(previous, dtype=np.float32))
     log(f"calibration: temperature {result.temperature:.3f}; {result.message}")
     scope = promise(TRAFFIC_SAMPLE, target=config.target_precision, confidence=config.confidence, out_of_scope_rows=result.out_of_scope)
     log(f"promise: {scope['text']}")
 
-    created = datetime.now(timezone.utc)
     sample_fingerprint = fingerprint(sample)
     manifest = replace(
         parent,
-        policy=policy_from_calibration(result, teams=dict(parent.policy.teams), ood_threshold=detector.threshold_),
-        model_version=model_version(hashlib.sha256(f"{parent.model_version}:{sample_fingerprint}".encode()).hexdigest(), created),
-        created_at=created.isoformat(timespec="seconds"),
-        temperature=result.temperature,
-        calibration=result.to_dict() | {
-            "promise": scope,
-            "reference": drift_reference(scored.logits / result.temperature, novelty, detector.threshold_),
-        },
+        **calibrated_fields(result, detector, scope=scope, logits=scored.logits, novelty=novelty, teams=parent.policy.teams),
+        **version_fields(hashlib.sha256(f"{parent.model_version}:{sample_fingerprint}".encode()).hexdigest()),
         ood=parent.ood | {"threshold": detector.threshold_, "params": detector.params()},
         training=parent.training | {"recalibration": {
             "from": parent.model_version,
@@ -124,12 +109,11 @@ def recalibrate_bundle(
             "rows": len(sample),
             "rejected": len(data.rejects),
             "data_fingerprint": sample_fingerprint,
-            "settings": {k: getattr(config, k) for k in ("target_precision", "confidence", "tuning_share", "seed")} | {"margins": list(config.margins)},
+            "settings": settings.to_dict(),
         }},
         metrics={k: v for k, v in parent.metrics.items() if k != "check"} | {
             "calibration_coverage": result.coverage, "calibration_precision": result.empirical_precision,
         },
-        package_version=__version__,
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     for entry in bundle_dir.iterdir():

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from sav_router import env
+from sav_router.data.annotations import DATA_SUFFIXES  # noqa: F401 - re-exported for the AWS steps
 
-DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
 TRAIN_CHANNEL = "train"
 SYNTHETIC_CHANNEL = "synthetic"
 TEAMS_CHANNEL = "teams"

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from sav_router.calibration.settings import CalibrationSettings
 from sav_router.calibration.joint import calibrate_joint, calibrate_on_traffic, first_test_size, select_setting, tuning_mask
 from sav_router.calibration.thresholds import ROUTE_NOTHING, fixed_sequence_threshold
 
@@ -139,8 +140,8 @@ def test_calibrating_on_traffic_turns_the_tuning_part_out_of_scope_rows_into_exp
     labels = np.concatenate([np.zeros(450, int), np.ones(450, int), -np.ones(300, int)])
     # WHEN the sample calibrates jointly, 40 % tuning
     detector = NearestNeighbourOOD(k=1).fit(bank)
-    result, novelty = calibrate_on_traffic(logits, embeddings, labels, ["a", "b"], detector, tuning_share=0.4, seed=5,
-                                           target_precision=0.95, confidence=0.95, margins=(0.0,))
+    result, novelty = calibrate_on_traffic(logits, embeddings, labels, ["a", "b"], detector,
+                                           CalibrationSettings(tuning_share=0.4, seed=5, target_precision=0.95, confidence=0.95, margins=(0.0,)))
     tuning = tuning_mask(len(labels), share=0.4, seed=5)
     # THEN the tuning part's out-of-scope rows are the detector's exposure, scored without themselves
     exemplars = np.where(tuning & (labels < 0))[0]
@@ -169,8 +170,8 @@ def test_a_sample_with_nothing_off_topic_certifies_whole_by_the_single_learn_the
     logits = np.stack([embeddings @ a, embeddings @ b], axis=1) * 12
     detector = NearestNeighbourOOD(k=1, quantile=0.99).fit(clusters(rng, [a, b], 100))
     # WHEN it calibrates
-    result, novelty = calibrate_on_traffic(logits, embeddings, labels, ["a", "b"], detector, tuning_share=0.4, seed=1,
-                                           target_precision=0.95, confidence=0.95, margins=(0.1,))
+    result, novelty = calibrate_on_traffic(logits, embeddings, labels, ["a", "b"], detector,
+                                           CalibrationSettings(tuning_share=0.4, seed=1, target_precision=0.95, confidence=0.95, margins=(0.1,)))
     # THEN nothing is split off to tune: every row certifies, the novelty threshold is the detector's quantile
     assert result.method == SINGLE and result.tuning_rows == 0 and result.exposure_rows == 0
     assert result.guarantee_met and result.routed > 300

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from sav_router.data.labelstudio import config_path
 from sav_router.cli import main
 from sav_router.core.bundle import read_manifest
 from sav_router.core.jsonio import append_jsonl
@@ -72,7 +73,7 @@ def test_discover_clusters_novel_escalations_and_a_cluster_is_accepted_as_a_new_
     assert "6 novel requests" in out and "c1:" in out
     exported = json.loads(tasks.read_text())
     assert {t["data"]["request_id"] for t in exported} == {f"q{i}" for i in range(6)} and all("cluster" in t["data"] for t in exported)
-    assert "out_of_scope" in tasks.with_suffix(".config.xml").read_text()
+    assert "out_of_scope" in config_path(tasks).read_text()  # the one name (data.labelstudio)
     # WHEN a reviewer accepts the first cluster as a new label
     assert main(["discover", "--workspace", str(ws.root), "--accept", "c1", "--label", "leisure_questions"]) == 0
     drops = list(ws.path("annotations").glob("*-discover-teach.jsonl"))
