@@ -43,13 +43,16 @@ def _cmd_route(args: argparse.Namespace) -> int:
         print(dumps(routed.production))
         counts[routed.production["decision"]] += 1
         counts[routed.queued_for or "none"] += 1
+        counts["already_queued"] += routed.already_queued
         if routed.observer is not None:
             same_team = routed.observer.get("team") == routed.production.get("team")
             agree += routed.observer["decision"] == routed.production["decision"] and (routed.production["decision"] != "route" or same_team)
     routed_now = counts["route"] + counts["escalate"]
     if routed_now < len(records):
-        log(f"{len(records) - routed_now} requests already routed (decision in the traffic log): skipped")
+        log(f"{len(records) - routed_now} requests already routed (same id and text in the traffic log): skipped")
     summary = f"{routed_now} requests: {counts['route']} routed, {counts['escalate']} escalated; queued for review: {counts['escalation']} escalations + {counts['audit']} audit samples"
+    if counts["already_queued"]:
+        summary += f" ({counts['already_queued']} already in the queue with the same id and text: not queued twice)"
     if observer is not None and routed_now:
         summary += f"; observer {observer.version} agrees on {agree / routed_now:.1%}"
     log(summary + f" (traffic logged under {workspace.root / 'traffic'})")
@@ -63,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     route.add_argument("--observer", metavar="CANDIDATE_DIR", help="candidate scored on the same requests, logged only")
     route.add_argument("--audit-share", type=share, default=AUDIT_SHARE, help=f"share of routed requests also sent for audit review (default {AUDIT_SHARE})")
     route.add_argument("--seed", type=int, help="seed of the audit sampling")
-    route.add_argument("--resume", action="store_true", help="after a crash: skip requests whose decision is already logged (by id)")
+    route.add_argument("--resume", action="store_true", help="after a crash: skip each request (same id and same text) as often as its decision is already logged")
     add_columns(route, label=False)
     add_workspace(route)
     route.set_defaults(func=_cmd_route)

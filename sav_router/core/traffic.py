@@ -9,10 +9,30 @@ reads them back. Pure Python.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:16]
+
+
+def request_key(request_id: Any, text: str) -> str:
+    """A request's identity for de-duplication: its caller-given id AND its text.
+
+    Two intake channels may both number their requests from 0: an id alone is no
+    identity. The same id with the same text is the same request (a redelivery, a
+    resumed run); the same id with another text is another request.
+    """
+    return f"{'' if request_id is None else request_id}\x1f{text_digest(text)}"
+
+
+def distinct_id(request_id: Any, text: str) -> str:
+    """The id a request is queued for review under when its caller id is already taken by another text."""
+    return f"{request_id}#{text_digest(text)[:12]}"
 
 
 def batch_name(now: datetime) -> str:

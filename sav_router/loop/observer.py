@@ -21,6 +21,7 @@ crash loses nothing and duplicates nothing.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from pathlib import Path
 from sav_router.core import layout
 from sav_router.core.jsonio import append_jsonl, locked, read_jsonl, write_jsonl_atomic
 from sav_router.core.policy import ROUTE
-from sav_router.core.traffic import batch_name, traffic_batch
+from sav_router.core.traffic import batch_name, distinct_id, request_key, traffic_batch
 from sav_router.data.annotations import Record
 from sav_router.model.router import Router
 from sav_router.core.clock import utc_now
@@ -41,11 +42,29 @@ class RoutedRequest:
     production: dict
     observer: dict | None
     queued_for: str | None  # "escalation", "audit" or None
+    already_queued: bool = False  # the same request (same id and text) was queued before: not queued twice
 
 
 def _ids(path: Path) -> set[str]:
     """Ids of a JSONL file; a torn line (crash mid-append) is passed over."""
     return {str(row["id"]) for row in read_jsonl(path) if row.get("id") is not None}
+
+
+def _not_logged(records: Sequence[Record], workspace: Workspace) -> list[Record]:
+    """What `--resume` routes: each request (same id and same text) as many times as the input holds it
+    beyond the times the traffic log already holds it. Partial batches are removed first (routed again)."""
+    from sav_router.monitoring.traffic import traffic_rows
+
+    logged_decisions(workspace, clean=True)
+    logged = Counter(request_key(row["id"], row["text"]) for row in traffic_rows(workspace.root) if isinstance(row.get("text"), str))
+    pending = []
+    for record in records:
+        key = request_key(record.id, record.text)
+        if logged[key]:
+            logged[key] -= 1
+        else:
+            pending.append(record)
+    return pending
 
 
 def logged_decisions(workspace: Workspace, *, clean: bool = False) -> set[str]:
@@ -83,9 +102,10 @@ def route_stream(
     workspace.ensure()
     queue_path = workspace.path("review", layout.REVIEW_QUEUE)
     with locked(workspace.root / layout.TRAFFIC / "route"):  # one `route` at a time writes the traffic log
-        done = logged_decisions(workspace, clean=True) if resume else set()
-        queued = _ids(queue_path)
-        pending = [r for r in records if r.id is None or str(r.id) not in done]
+        pending = _not_logged(records, workspace) if resume else list(records)
+        queued_rows = read_jsonl(queue_path)
+        queued = {request_key(row.get("request_id", row.get("id")), str(row.get("text") or "")) for row in queued_rows}
+        taken_ids = {str(row["id"]) for row in queued_rows if row.get("id") is not None}
         for start in range(0, len(pending), batch_size):
             chunk = pending[start : start + batch_size]
             productions = production.decision_records(chunk)
@@ -99,13 +119,22 @@ def route_stream(
                     queued_for = "escalation"
                 elif audit_share and rng.random() < audit_share:
                     queued_for = "audit"
-                if queued_for and (record.id is None or str(record.id) not in queued):
-                    queue.append(prod | {"text": record.text, "audit": queued_for == "audit", "queued_at": received.isoformat(timespec="seconds")})
-                results.append(RoutedRequest(record, prod, None if observed is None else observed[i], queued_for))
+                already = False
+                if queued_for:
+                    key = request_key(record.id, record.text)
+                    if key in queued:
+                        already, queued_for = True, None  # a redelivery or a resumed run: queued once
+                    else:
+                        row = prod | {"text": record.text, "audit": queued_for == "audit", "queued_at": received.isoformat(timespec="seconds")}
+                        if record.id is not None and str(record.id) in taken_ids:  # another request under that id
+                            row |= {"id": distinct_id(record.id, record.text), "request_id": record.id}
+                        queue.append(row)
+                        queued.add(key)
+                        taken_ids.add(str(row["id"]))
+                results.append(RoutedRequest(record, prod, None if observed is None else observed[i], queued_for, already))
             requests, decisions = traffic_batch([(r.id, r.text) for r in chunk], productions, received_at=received)
             requests_key, decisions_key = layout.traffic_keys(received, batch_name(received))
             append_jsonl(queue_path, queue)
-            queued |= {str(row["id"]) for row in queue if row.get("id") is not None}
             write_jsonl_atomic(workspace.root / requests_key, requests)
             if observed is not None:
                 write_jsonl_atomic(workspace.root / layout.TRAFFIC_OBSERVER / requests_key[len(layout.TRAFFIC_REQUESTS):], observed)
