@@ -8,7 +8,8 @@ rows `review` writes (`annotation_row`), with the reviewer's name.
 - `LocalDesk`: the workspace queue, leases in `review/*.leases.json` under a
   lock file (`LocalReviewQueue`), so they survive a restart.
 - `SqsDesk`: the SQS review queue; the lease is the message's visibility
-  timeout, renewed while the item is on screen. After a console restart the
+  timeout, renewed while the item is on screen (the queue calls beyond
+  `SqsReviewQueue`'s are `sav_router.aws.review_store.ReviewStore`'s). After a console restart the
   held receipt handles are gone: the message comes back when its visibility
   timeout runs out (nothing is lost, it waits that long).
 """
@@ -20,6 +21,9 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from sav_router.aws.review_store import ReviewStore
+from sav_router.core.defaults import REVIEW_LEASE_SECONDS
+from sav_router.core.layout import ANNOTATIONS
 from sav_router.review.items import ReviewItem, annotation_row
 from sav_router.review.queue import LeaseLost, LocalReviewQueue, SqsReviewQueue, answer_key
 from sav_router.loop.workspace import Workspace
@@ -78,12 +82,16 @@ class LocalDesk:
 
 
 class SqsDesk:
-    def __init__(self, queue_url: str, bucket: str, prefix: str = "annotations/", *, sqs: Any = None, s3: Any = None, kms_key_id: str | None = None, lease_seconds: int = 900) -> None:
+    def __init__(
+        self, queue_url: str, bucket: str, prefix: str = ANNOTATIONS, *, sqs: Any = None, s3: Any = None, kms_key_id: str | None = None,
+        lease_seconds: int = REVIEW_LEASE_SECONDS,
+    ) -> None:
         self.queue_url, self.bucket, self.kms_key_id = queue_url, bucket, kms_key_id
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.lease_seconds = int(lease_seconds)
         probe = SqsReviewQueue(queue_url, bucket, self.prefix, sqs=sqs, s3=s3)
         self.sqs, self.s3 = probe.sqs, probe.s3
+        self.store = ReviewStore(queue_url, bucket, sqs=self.sqs, s3=self.s3)
         self._queues: dict[str, SqsReviewQueue] = {}
         self._held: dict[str, tuple[ReviewItem, float]] = {}
         self._answers: dict[str, list[tuple[ReviewItem, dict[str, Any]]]] = defaultdict(list)
@@ -97,17 +105,11 @@ class SqsDesk:
         return self._queues[user]
 
     def current(self, user: str) -> ReviewItem | None:
-        from botocore.exceptions import ClientError
-
         with self._guard:
             held = self._held.get(user)
-            if held is not None and time.time() < held[1]:
-                try:  # renewed while on screen, like a lease
-                    self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=held[0].handle, VisibilityTimeout=self.lease_seconds)
-                    self._held[user] = (held[0], time.time() + self.lease_seconds)
-                    return held[0]
-                except ClientError:
-                    pass
+            if held is not None and time.time() < held[1] and self.store.renew(held[0].handle, self.lease_seconds):  # renewed while on screen, like a lease
+                self._held[user] = (held[0], time.time() + self.lease_seconds)
+                return held[0]
             self._held.pop(user, None)
             item = self._queue(user).next_item()
             if item is not None:
@@ -143,12 +145,10 @@ class SqsDesk:
             if not self._answers[user]:
                 return None
             item, row = self._answers[user].pop()
-            self.s3.delete_object(Bucket=self.bucket, Key=answer_key(self.prefix, row))
-            self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=item.raw)
+            self.store.delete(answer_key(self.prefix, row))
+            self.store.send_back(item.raw)
             self._queue(user)._skipped.discard(item.id)
             return item
 
     def pending(self) -> int | None:
-        attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
-        values = attributes.get("Attributes", {})
-        return int(values.get("ApproximateNumberOfMessages", 0)) + int(values.get("ApproximateNumberOfMessagesNotVisible", 0))
+        return self.store.waiting()

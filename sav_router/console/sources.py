@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from sav_router.console.desks import LocalDesk, SqsDesk
-from sav_router.core.jsonio import lenient_rows, read_text
-from sav_router.review.queue import PROGRESS_FILE, QUEUE_FILE
 from sav_router.core.clock import utc_now
-from sav_router.core.jsonio import append_jsonl
+from sav_router.core.defaults import REVIEW_LEASE_SECONDS
+from sav_router.core.jsonio import append_jsonl, lenient_rows, read_text
+from sav_router.core.layout import ANNOTATIONS
 from sav_router.loop.workspace import Workspace
+from sav_router.review.queue import PROGRESS_FILE, QUEUE_FILE
 
 log = logging.getLogger("sav_router.console")
 
@@ -43,7 +44,7 @@ def _read_json(path: Path) -> Any:
 class LocalSource:
     kind = "local"
 
-    def __init__(self, workspace: Workspace, *, lease_seconds: float = 900) -> None:
+    def __init__(self, workspace: Workspace, *, lease_seconds: float = REVIEW_LEASE_SECONDS) -> None:
         self.workspace = workspace
         self.desks = {
             ESCALATIONS: LocalDesk(workspace, queue_file=QUEUE_FILE, progress_file=PROGRESS_FILE, lease_seconds=lease_seconds),
@@ -232,14 +233,18 @@ class AwsSource:
 
     Promotion on AWS is the approval of a model package (the promotion Lambda
     deploys it); the console shows the reports and the gate's verdict and
-    leaves approval to SageMaker.
+    leaves approval to SageMaker. Every read and write goes through
+    `sav_router.aws` (`ReviewStore`, `SqsReviewQueue`, `s3_audit_rows`).
     """
 
     kind = "aws"
 
-    def __init__(self, queue_url: str, bucket: str, *, prefix: str = "annotations/", sqs: Any = None, s3: Any = None, kms_key_id: str | None = None, lease_seconds: int = 900) -> None:
+    def __init__(
+        self, queue_url: str, bucket: str, *, prefix: str = ANNOTATIONS, sqs: Any = None, s3: Any = None, kms_key_id: str | None = None,
+        lease_seconds: int = REVIEW_LEASE_SECONDS,
+    ) -> None:
         desk = SqsDesk(queue_url, bucket, prefix, sqs=sqs, s3=s3, kms_key_id=kms_key_id, lease_seconds=lease_seconds)
-        self.s3, self.bucket, self.queue_url = desk.s3, bucket, queue_url
+        self.store, self.bucket, self.queue_url = desk.store, bucket, queue_url
         self.desks = {ESCALATIONS: desk}
         self._manifests: dict[str, dict[str, Any]] | None = None
 
@@ -247,19 +252,8 @@ class AwsSource:
         return f"SQS {self.queue_url.rsplit('/', 1)[-1]}, bucket {self.bucket}"
 
     def _all_manifests(self) -> dict[str, dict[str, Any]]:
-        from sav_router.core import layout
-        from sav_router.aws.s3io import get_json, list_keys
-
         if self._manifests is None:
-            found = {}
-            for obj in list_keys(self.s3, self.bucket, layout.MANIFESTS):
-                try:
-                    data = get_json(self.s3, self.bucket, obj["Key"])
-                except (ValueError, KeyError):
-                    continue
-                if isinstance(data, dict) and data.get("model_version"):
-                    found[str(data["model_version"])] = data | {"_modified": obj["LastModified"].isoformat()}
-            self._manifests = found
+            self._manifests = self.store.manifests()
         return self._manifests
 
     def labels(self, model_version: str | None = None) -> list[str]:
@@ -268,24 +262,8 @@ class AwsSource:
             return sorted(manifests[model_version].get("labels") or [])
         return sorted({label for data in manifests.values() for label in data.get("labels") or []})
 
-    def _runs(self) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
-        from sav_router.core import layout
-        from sav_router.aws.s3io import get_json, list_keys
-
-        runs = []
-        for obj in list_keys(self.s3, self.bucket, layout.EVALUATIONS):
-            if obj["Key"].endswith("/check/report.json"):
-                run = obj["Key"][len(layout.EVALUATIONS) :].split("/", 1)[0]
-                report = get_json(self.s3, self.bucket, obj["Key"])
-                try:
-                    comparison = get_json(self.s3, self.bucket, layout.run_paths(self.bucket, run)["comparison_key"])
-                except self.s3.exceptions.NoSuchKey:
-                    comparison = None
-                runs.append((run, report, comparison))
-        return runs
-
     def models(self) -> list[dict[str, Any]]:
-        runs = {str(report.get("model_version")): (report, comparison) for _, report, comparison in self._runs()}
+        runs = {str(report.get("model_version")): (report, comparison) for _, report, comparison in self.store.evaluation_runs()}
         out = []
         for version, data in sorted(self._all_manifests().items()):
             report, comparison = runs.get(version, (None, None))
@@ -309,29 +287,23 @@ class AwsSource:
         return []
 
     def comparison(self, version: str) -> dict[str, Any] | None:
-        for _, report, comparison in self._runs():
+        for _, report, comparison in self.store.evaluation_runs():
             if str(report.get("model_version")) == version:
                 return comparison
         return None
 
     def reports(self, version: str) -> dict[str, str]:
-        return {f"check ({run})": run for run, report, _ in self._runs() if str(report.get("model_version")) == version}
+        return {f"check ({run})": run for run, report, _ in self.store.evaluation_runs() if str(report.get("model_version")) == version}
 
     def report(self, version: str, name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        for run, report, _ in self._runs():
+        for run, report, _ in self.store.evaluation_runs():
             if str(report.get("model_version")) == version and name == f"check ({run})":
                 return report, None
         return None, None
 
     def traffic(self) -> Iterator[dict[str, Any]]:
-        from sav_router.core import layout
-        from sav_router.aws.s3io import list_keys
-
-        for obj in list_keys(self.s3, self.bucket, layout.TRAFFIC_DECISIONS):
-            day = obj["Key"][len(layout.TRAFFIC_DECISIONS) :].split("/", 1)[0].removeprefix("dt=")
-            body = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read().decode("utf-8", errors="replace")
-            for row in lenient_rows(body):
-                yield {"id": row.get("id"), "at": f"{day}T00:00:00+00:00", "decision": row.get("decision"), "reasons": row.get("reasons") or [], "model_version": row.get("model_version")}
+        for day, row in self.store.decisions():
+            yield {"id": row.get("id"), "at": f"{day}T00:00:00+00:00", "decision": row.get("decision"), "reasons": row.get("reasons") or [], "model_version": row.get("model_version")}
 
     def texts(self, ids: set[str]) -> dict[str, str]:
         return {}
@@ -339,7 +311,7 @@ class AwsSource:
     def audit_answers(self) -> list[dict[str, Any]]:
         from sav_router.review.audit import s3_audit_rows
 
-        return [dict(row) for row in s3_audit_rows(self.s3, self.bucket)]
+        return [dict(row) for row in s3_audit_rows(self.store.s3, self.bucket)]
 
     def can(self, action: str) -> bool:
         return False
