@@ -1,0 +1,59 @@
+"""Rendering the console's pages: the Jinja2 templates, their filters, and the words they show."""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from sav_router.console.deps import session_of
+from sav_router.console.sources import BATCH, ESCALATIONS
+from sav_router.core import policy
+
+QUEUES = {ESCALATIONS: "Escalation queue", BATCH: "Annotation batch"}
+REASONS = {
+    policy.LOW_CONFIDENCE: "the model was not confident enough",
+    policy.AMBIGUOUS: "two labels were too close to call",
+    policy.OUT_OF_DISTRIBUTION: "unlike anything the model was trained on",
+    policy.NO_TEAM_FOR_LABEL: "no team handles the label it found",
+    policy.EMPTY_TEXT: "the request is empty",
+    policy.MODEL_UNAVAILABLE: "the model was unavailable",
+    policy.ROUTING_DISABLED: "routing is switched off",
+}
+NOTICES = {
+    "answered": "Answer saved. Press u to take it back.",
+    "skipped": "Skipped: it stays in the queue for later or for someone else.",
+    "undone": "Last answer taken back: here it is again.",
+    "nothing_to_undo": "Nothing to take back.",
+    "lease_lost": "That request was no longer yours (answered elsewhere, or its lease ran out). Here is the next one.",
+    "promoted": "Promoted.",
+    "rolled_back": "Rolled back.",
+    "compared": "Comparison done.",
+    "batch": "Batch queued.",
+}
+
+
+def templates() -> Environment:
+    folder = Path(str(resources.files("sav_router.console").joinpath("templates")))
+    env = Environment(loader=FileSystemLoader(folder), autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    env.filters["pct"] = lambda value, digits=1: "–" if value is None else f"{100 * float(value):.{digits}f}%"
+    env.filters["num"] = lambda value, digits=3: "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.{digits}f}"
+    env.filters["reason"] = lambda code: REASONS.get(code, str(code).replace("_", " "))
+    return env
+
+
+def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A template rendered for whoever is signed in (or nobody), with the notice named by `?done=`."""
+    state = request.app.state
+    found = session_of(request)
+    user, session = found if found else (None, {})
+    body = state.templates.get_template(template).render(
+        user=user, csrf=session.get("csrf", ""), source=state.source, queues=QUEUES, path=request.url.path,
+        notice=NOTICES.get(request.query_params.get("done", "")), **context,
+    )
+    return HTMLResponse(body, status_code=status)

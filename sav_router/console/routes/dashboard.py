@@ -1,0 +1,53 @@
+"""The dashboard: a model version's evaluation report, live precision from audit samples, escalations over time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from sav_router.console import charts, dashboard
+from sav_router.console.deps import SignedIn
+from sav_router.console.pages import page
+
+router = APIRouter()
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+async def dashboard_page(request: Request, found: SignedIn) -> Response:
+    return page(request, "dashboard.html", **await run_in_threadpool(dashboard_context, request.app.state.source, request.query_params))
+
+
+def dashboard_context(source: Any, query: Any) -> dict[str, Any]:
+    models = source.models()
+    versions = [m["version"] for m in models]
+    production = source.production_version()
+    version = query.get("version") or production or (versions[-1] if versions else None)
+    if version not in versions:
+        version = production or (versions[-1] if versions else None)
+    reports = source.reports(version) if version else {}
+    name = query.get("report") if query.get("report") in reports else next(iter(reports), None)
+    report, details = source.report(version, name) if name else (None, None)
+    svgs: dict[str, str] = {}
+    if details:
+        rc = details["risk_coverage"]
+        target = (report or {}).get("target_precision")
+        svgs["risk_coverage"] = charts.risk_coverage(rc["coverage"], rc["risk"], operating_coverage=(report or {}).get("coverage"), target_risk=1 - target if target else None, aurc=rc.get("aurc"))
+        rel = details["reliability"]
+        svgs["reliability"] = charts.reliability([("before temperature", rel["before_temperature"]), ("after temperature", rel["after_temperature"])])
+        svgs["confusion"] = charts.confusion(details["confusion"]["labels"], details["confusion"]["matrix"])
+    answers = source.audit_answers()
+    live = dashboard.audit_over_time(answers, version=version)
+    target = (report or {}).get("target_precision")
+    if live:
+        svgs["live"] = charts.interval_over_time(live, target=target)
+    traffic = dashboard.escalations_over_time(source.traffic())
+    if traffic["buckets"]:
+        svgs["escalations"] = charts.escalation_bars(traffic["buckets"], traffic["reasons"])
+    return {
+        "versions": versions, "version": version, "production": production, "reports": list(reports), "report_name": name,
+        "report": report, "details": details, "examples": (details or {}).get("examples") or {}, "svgs": svgs,
+        "per_label": dashboard.per_label_rows(report or {}), "live": live, "traffic": traffic,
+    }
