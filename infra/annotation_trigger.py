@@ -60,7 +60,7 @@ class AnnotationTrigger(Construct):
                     "SQS event sources take no on-failure destination; the drops queue's redrive policy is the failure path")
         self.handler.add_event_source(sources.SqsEventSource(self.events, batch_size=100, max_batching_window=DEBOUNCE, max_concurrency=2))
         self.rule = events.Rule(
-            self, "AnnotationDropped", description="A file lands under annotations/ in the artifacts bucket",
+            self, "AnnotationDropped", description=f"A file lands under {layout.ANNOTATIONS} in the artifacts bucket",
             event_pattern=events.EventPattern(
                 source=["aws.s3"], detail_type=["Object Created"],
                 detail={"bucket": {"name": [bucket.bucket_name]}, "object": {"key": [{"prefix": layout.ANNOTATIONS}]}},

@@ -31,9 +31,8 @@ from infra.queues import dead_letter_queue
 from sav_router.aws import metrics as metric_names
 from sav_router.aws.settings import DriftSettings
 from sav_router.core import layout
+from sav_router.core.defaults import DRIFT_ALPHA, DRIFT_DAYS_AWS
 from sav_router.monitoring.drift import REMEDY
-
-
 
 class DriftMonitor(Construct):
     def __init__(
@@ -46,8 +45,8 @@ class DriftMonitor(Construct):
         topic: sns.ITopic,
         log_retention_days: int,
         every: Duration = Duration.hours(1),
-        days: int = 1,
-        alpha: float = 0.01,
+        days: int = DRIFT_DAYS_AWS,
+        alpha: float = DRIFT_ALPHA,
     ) -> None:
         super().__init__(scope, construct_id)
         # failed invocations (the function's and the schedule's) are kept, not lost
@@ -69,7 +68,7 @@ class DriftMonitor(Construct):
         events.Rule(self, "Schedule", schedule=events.Schedule.rate(every), targets=[targets.LambdaFunction(fn, dead_letter_queue=self.failures)])
         self.alarm = cloudwatch.Alarm(
             self, "Alarm",
-            metric=cloudwatch.Metric(namespace=metric_names.NAMESPACE, metric_name=metric_names.DRIFT_ALARM, dimensions_map={metric_names.SERVICE_DIMENSION: "monitor"},
+            metric=cloudwatch.Metric(namespace=metric_names.NAMESPACE, metric_name=metric_names.DRIFT_ALARM, dimensions_map={metric_names.SERVICE_DIMENSION: metric_names.DRIFT_SERVICE},
                                      statistic="Maximum", period=every),
             threshold=1, evaluation_periods=1, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,

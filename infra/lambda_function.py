@@ -1,17 +1,15 @@
 """One Lambda function of `lambdas/<name>/`, packaged without Docker.
 
-The asset is the handler folder + the `sav_router` package + the folder's
-`requirements.txt`, installed by a local `pip install --platform` for the
-Lambda runtime (manylinux wheels only). Most tests skip bundling through the
-`aws:cdk:bundling-stacks` context; the deploy rehearsal
-(tests/infra/test_deploy_rehearsal.py) runs it as `cdk deploy` does. The asset
-hash covers all three inputs, so a change in the core package redeploys the
-functions that ship it.
+The asset is the handler folder + the `sav_router` modules the handler imports (found from its
+imports, `infra/lambda_sources.py`) + the folder's `requirements.txt`, installed by a local
+`pip install --platform` for the Lambda runtime (manylinux wheels only). Most tests skip bundling
+through the `aws:cdk:bundling-stacks` context; the deploy rehearsal
+(tests/infra/test_deploy_rehearsal.py) runs it as `cdk deploy` does. The asset hash covers exactly
+the files the bundle copies, so a function is redeployed only when its own code (or its pins) change.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -27,16 +25,14 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.lambda_sources import REPO, asset_sources, source_digest
 from infra.policies import acknowledge
 from sav_router import env
 from sav_router.aws import metrics as metric_names
 
-REPO = Path(__file__).resolve().parents[1]
 LAMBDAS = REPO / "lambdas"
-CORE = REPO / "sav_router"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 PY_VERSION = "3.14"
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "samples", "serving", "tests")  # serving: the container's web app, not used by Lambdas
 # The runtime ships the AWS SDK; a copy pulled in as a dependency (aws-xray-sdk -> botocore, and botocore's own
 # urllib3 / python-dateutil / six) would shadow it: /var/task comes first on the runtime's path. Removed from
 # every bundle after pip has resolved it. {distribution: what it installs at the top level}
@@ -45,18 +41,9 @@ RUNTIME_PROVIDED = {"boto3": ("boto3",), "botocore": ("botocore",), "s3transfer"
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024  # Lambda's limit for a function's unzipped code (all layers included)
 
 
-def source_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for root in (folder, CORE):
-        for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            digest.update(str(path.relative_to(REPO)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 @jsii.implements(ILocalBundling)
 class LocalPipBundling:
-    """pip-install the requirements for the Lambda platform, then copy handler and core package."""
+    """pip-install the requirements for the Lambda platform, then copy the handler folder and the modules it imports."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -77,8 +64,10 @@ class LocalPipBundling:
                 if tests.is_dir():
                     shutil.rmtree(tests)
             remove_runtime_provided(Path(output_dir))
-        shutil.copytree(self.folder, output_dir, dirs_exist_ok=True, ignore=_IGNORED)
-        shutil.copytree(CORE, Path(output_dir) / "sav_router", dirs_exist_ok=True, ignore=_IGNORED)
+        for name, source in asset_sources(self.folder).items():  # what source_digest hashed, file for file
+            target = Path(output_dir) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
         return True
 
 

@@ -72,7 +72,7 @@ class Monitoring(Construct):
         self.dashboard = self._dashboard(config, watched)
 
     def _routing_metric(self, name: str) -> cloudwatch.Metric:
-        return cloudwatch.Metric(namespace=metric_names.NAMESPACE, metric_name=name, dimensions_map={metric_names.SERVICE_DIMENSION: "routing"},
+        return cloudwatch.Metric(namespace=metric_names.NAMESPACE, metric_name=name, dimensions_map={metric_names.SERVICE_DIMENSION: metric_names.ROUTING_SERVICE},
                                  statistic="Sum", period=Duration.minutes(15))
 
     def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str, evaluation_periods: int = 1) -> cloudwatch.Alarm:

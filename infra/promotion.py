@@ -29,8 +29,9 @@ from infra.event_targets import QueueTarget
 from infra.policies import acknowledge, allow, read_prefix, use_key
 from infra.queues import dead_letter_queue, encrypted_queue
 from infra.shared import Shared, rollback_alarm_names
-from sav_router.core import layout
+from sav_router.aws.approval import APPROVED
 from sav_router.aws.settings import PromotionSettings
+from sav_router.core import layout
 
 
 class EndpointAlarms(Construct):
@@ -120,7 +121,7 @@ class Promotion(Construct):
             description="An approved sav-router model package is deployed to the endpoint",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"], detail_type=["SageMaker Model Package State Change"],
-                detail={"ModelPackageGroupName": [shared.model_package_group_name], "ModelApprovalStatus": ["Approved"]},
+                detail={"ModelPackageGroupName": [shared.model_package_group_name], "ModelApprovalStatus": [APPROVED]},
             ),
             targets=[QueueTarget(self.approvals, dead_letter_queue=self.failures, retry_attempts=8, max_event_age=Duration.hours(6),
                                  message_group_id="approvals")],

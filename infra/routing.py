@@ -16,8 +16,10 @@ from infra.lambda_function import ProjectFunction
 from infra.policies import acknowledge, allow, read_prefix, send_to, use_key, write_prefix
 from infra.queues import dead_letter_queue, encrypted_queue, queue_with_dlq
 from infra.shared import Shared, overrides_parameter_name
-from sav_router.core import layout
+from sav_router.aws import metrics as metric_names
 from sav_router.aws.settings import RoutingSettings
+from sav_router.core import layout
+from sav_router.core.defaults import REVIEW_LEASE_SECONDS
 
 FUNCTION_TIMEOUT = Duration.seconds(60)
 
@@ -29,7 +31,9 @@ class RoutingService(Construct):
         key, bucket = shared.key, shared.bucket
         # Visibility timeout 6x the function timeout (AWS guidance for SQS event sources).
         self.intake, self.intake_dlq = queue_with_dlq(self, "Intake", key=key, max_receive_count=5, visibility_timeout=Duration.seconds(FUNCTION_TIMEOUT.to_seconds() * 6))
-        self.review, self.review_dlq = queue_with_dlq(self, "HumanReview", key=key, max_receive_count=10)
+        # A received request stays hidden from other reviewers for the lease (the console renews it while shown).
+        self.review, self.review_dlq = queue_with_dlq(self, "HumanReview", key=key, max_receive_count=10,
+                                                      visibility_timeout=Duration.seconds(REVIEW_LEASE_SECONDS))
         self.team_dlq = dead_letter_queue(self, "TeamsDlq", key=key, purpose="the team queues")
         self.team_queues = {team: encrypted_queue(self, f"Team-{team}", key=key, dead_letter=self.team_dlq, max_receive_count=10) for team in config.teams}
         self.idempotency = dynamodb.TableV2(
@@ -44,7 +48,7 @@ class RoutingService(Construct):
         )
         self.endpoint_arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:endpoint/{config.endpoint.name}"
         self.function = ProjectFunction(
-            self, "Routing", name="routing", key=key, log_retention_days=config.log_retention_days,
+            self, "Routing", name=metric_names.ROUTING_SERVICE, key=key, log_retention_days=config.log_retention_days,
             description="sav-router: intake batch -> endpoint -> policy -> team queue or human review",
             memory_mb=512, timeout=FUNCTION_TIMEOUT,
             # Bounds the endpoint's load; the event source's MaximumConcurrency equals it, so SQS is never throttled.

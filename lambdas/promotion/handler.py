@@ -5,37 +5,21 @@ An exception (the endpoint is busy, thresholds not yet published) fails the mess
 
 from __future__ import annotations
 
-
 import boto3
 from aws_lambda_powertools import Logger
 
-from sav_router.aws.promotion import EndpointSettings, Promoter, approval_events
+from sav_router.aws.approval import APPROVED
+from sav_router.aws.promotion import Promoter, approval_events
 from sav_router.aws.settings import PromotionSettings
 
 logger = Logger()
 
 
-def settings_from_env() -> EndpointSettings:
-    settings = PromotionSettings.from_environ()
-    return EndpointSettings(
-        endpoint_name=settings.endpoint_name,
-        execution_role_arn=settings.sagemaker_role_arn,
-        kms_key_arn=settings.kms_key_arn,
-        instance_type=settings.instance_type,
-        instance_count=settings.instance_count,
-        rollback_alarms=tuple(settings.rollback_alarms),
-        bucket=settings.artifacts_bucket,
-        subnets=tuple(settings.subnet_ids),
-        security_groups=tuple(settings.security_group_ids),
-        baking_seconds=settings.baking_seconds,
-    )
-
-
 def promote(approval: dict) -> dict:
     detail = approval["detail"]
-    if detail.get("ModelApprovalStatus") != "Approved":
+    if detail.get("ModelApprovalStatus") != APPROVED:
         return {"action": "none", "reason": f"status {detail.get('ModelApprovalStatus')}"}
-    result = Promoter(boto3.client("sagemaker"), boto3.client("s3"), settings_from_env()).promote(detail["ModelPackageArn"])
+    result = Promoter(boto3.client("sagemaker"), boto3.client("s3"), PromotionSettings.from_environ()).promote(detail["ModelPackageArn"])
     logger.info("promotion", extra={"model_package": detail["ModelPackageArn"], **result})
     return result
 

@@ -19,9 +19,9 @@ from sav_router.aws import metrics as metric_names
 from sav_router.aws.settings import RoutingSettings
 from sav_router.core.policy import ROUTE
 from sav_router.aws.routing import (
+    Batch,
     Dispatcher,
     EndpointScorer,
-    IntakeRequest,
     MalformedMessage,
     ModelUnavailable,
     PolicyStore,
@@ -64,15 +64,9 @@ idempotency = IdempotencyConfig(event_key_jmespath="messageId", expires_after_se
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 
 
-class _Batch:
-    """What the record handler needs about the current batch (scores, outcomes for the traffic log)."""
-
-    predictions: dict = {}
-    routed: list[tuple[IntakeRequest, dict]] = []
-
-
 @idempotent_function(data_keyword_argument="message", config=idempotency, persistence_store=persistence)
-def handle_message(*, message: dict) -> dict:
+def handle_message(*, message: dict, batch: Batch) -> dict:
+    """One record of `batch` (only `message` is the idempotency key: a redelivered record returns its first result)."""
     message_id = message["messageId"]
     try:
         request = parse_request(message_id, message["body"])
@@ -81,9 +75,9 @@ def handle_message(*, message: dict) -> dict:
         logger.warning("malformed message sent to the dead-letter queue", extra={"message_id": message_id, "reason": str(exc)})
         metrics.add_metric(name=metric_names.MALFORMED, unit=MetricUnit.Count, value=1)
         return {"message_id": message_id, "outcome": "dead_letter", "reason": str(exc)}
-    record = decide_request(request, _Batch.predictions.get(message_id), policies, teams_with_queue=frozenset(team_queues))
+    record = decide_request(request, batch.predictions.get(message_id), policies, teams_with_queue=frozenset(team_queues))
     where = dispatcher.send(request, record)
-    _Batch.routed.append((request, record))
+    batch.dispatched(request, record)
     metrics.add_metric(name=metric_names.ROUTED if record["decision"] == ROUTE else metric_names.ESCALATED, unit=MetricUnit.Count, value=1)
     for reason in record["reasons"]:
         metrics.add_metric(name=metric_names.escalation_metric(reason), unit=MetricUnit.Count, value=1)
@@ -92,10 +86,6 @@ def handle_message(*, message: dict) -> dict:
         extra={"request_id": request.id, "message_id": message_id, "to": where, "label": record["label"], "reasons": record["reasons"], "confidence": record["confidence"]},
     )
     return {"message_id": message_id, "outcome": where, "request_id": request.id}
-
-
-def record_handler(record) -> dict:
-    return handle_message(message=record.raw_event)
 
 
 def _score(event: dict) -> dict:
@@ -120,11 +110,12 @@ def _score(event: dict) -> dict:
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
     idempotency.register_lambda_context(context)
-    _Batch.predictions = _score(event)
-    _Batch.routed = []
-    response = process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    batch = Batch(predictions=_score(event))
+    response = process_partial_response(
+        event=event, record_handler=lambda record: handle_message(message=record.raw_event, batch=batch), processor=processor, context=context,
+    )
     try:
-        traffic.write([r for r, _ in _Batch.routed], [d for _, d in _Batch.routed])
+        traffic.write(batch.requests, batch.records)
     except Exception:  # noqa: BLE001 - observer-mode logging must never fail routing
         logger.exception("traffic log write failed")
     return response

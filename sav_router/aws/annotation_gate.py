@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from sav_router.core import layout
 from sav_router.core.jsonio import split_lines
-from sav_router.training.sagemaker import DATA_SUFFIXES
+from sav_router.data.annotations import DATA_SUFFIXES, FORMATS, HEADER_FORMATS
 
 GATE_KEY = "gate"
 
@@ -41,10 +42,10 @@ def drops_from_event(event: Mapping[str, Any]) -> list[Drop]:
 
 
 def count_rows(s3: Any, drop: Drop) -> int:
-    """Annotated rows in a drop: non-blank lines, less the header for CSV."""
+    """Annotated rows in a drop: non-blank lines, less the header of a format that has one (.csv, .tsv)."""
     body = s3.get_object(Bucket=drop.bucket, Key=drop.key)["Body"].read().decode("utf-8", errors="replace")
     lines = sum(1 for line in split_lines(body) if line.strip())
-    return max(0, lines - 1) if drop.key.lower().endswith(".csv") else lines
+    return max(0, lines - 1) if FORMATS.get(PurePosixPath(drop.key).suffix.lower()) in HEADER_FORMATS else lines
 
 
 class AnnotationLedger:

@@ -19,8 +19,7 @@ from typing import Any
 
 from sav_router.core import layout
 from sav_router.aws.s3io import list_keys, put_json, put_jsonl
-from sav_router.data.annotations import CHECK, NoValidDataError, load_annotations
-from sav_router.training.sagemaker import DATA_SUFFIXES
+from sav_router.data.annotations import CHECK, DATA_SUFFIXES, NoValidDataError, load_annotations
 
 
 class DatasetError(ValueError):

@@ -21,11 +21,12 @@ from typing import Any
 
 from sav_router.core import layout
 from sav_router.aws import metrics as metric_names
+from sav_router.core.defaults import DRIFT_ALPHA, DRIFT_DAYS_AWS
 from sav_router.core.jsonio import lenient_rows
-from sav_router.monitoring.drift import ALPHA, check_drift
+from sav_router.monitoring.drift import check_drift
 
 NAMESPACE = metric_names.NAMESPACE
-DIMENSIONS = [{"Name": metric_names.SERVICE_DIMENSION, "Value": "monitor"}]
+DIMENSIONS = [{"Name": metric_names.SERVICE_DIMENSION, "Value": metric_names.DRIFT_SERVICE}]
 
 
 def _decisions(s3: Any, bucket: str, days: int, now: datetime) -> Iterator[dict[str, Any]]:
@@ -43,8 +44,8 @@ def run_drift_check(
     cloudwatch: Any,
     bucket: str,
     *,
-    days: int = 1,
-    alpha: float = ALPHA,
+    days: int = DRIFT_DAYS_AWS,
+    alpha: float = DRIFT_ALPHA,
     now: datetime | None = None,
     namespace: str = NAMESPACE,
 ) -> dict[str, Any]:

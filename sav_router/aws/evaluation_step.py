@@ -2,8 +2,8 @@
 
 The transform wrote one decision record per `check` request (calibrated
 `scores` for every label); the core `summarize` turns them with the gold labels
-into `report.json`. It also publishes the candidate's `router.json` (read from
-model.tar.gz) at `models/manifests/<model_version>.json`, where the routing
+into `report.json`. It also publishes the candidate's bundle manifest (read from
+model.tar.gz) at `layout.manifest_key(model_version)`, where the routing
 Lambda finds the thresholds of the model version that scored a request.
 
 numpy and the core evaluation module are imported inside `evaluate_check`: this
@@ -29,7 +29,7 @@ class EvaluationError(ValueError):
 
 
 def read_manifest_from_model(s3: Any, bucket: str, key: str) -> dict[str, Any]:
-    """`router.json` out of a model.tar.gz, streamed (the weights are never held in memory)."""
+    """The bundle manifest (`MANIFEST_NAME`) out of a model.tar.gz, streamed (the weights are never held in memory)."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     with tarfile.open(fileobj=body, mode="r|gz") as archive:
         for member in archive:

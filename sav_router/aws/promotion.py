@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from sav_router.aws.approval import APPROVED
+from sav_router.aws.settings import PromotionSettings
 from sav_router.core import layout
 
 BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed")
@@ -27,21 +28,6 @@ class NotDeployable(ValueError):
     """The package is not approved, or its thresholds are not published for the routing Lambda."""
 
 
-@dataclass(frozen=True)
-class EndpointSettings:
-    endpoint_name: str
-    execution_role_arn: str
-    kms_key_arn: str
-    instance_type: str
-    instance_count: int
-    rollback_alarms: tuple[str, ...]
-    bucket: str
-    subnets: tuple[str, ...] = ()
-    security_groups: tuple[str, ...] = ()
-    baking_seconds: int = 600
-    tags: dict[str, str] = field(default_factory=dict)
-
-
 def approval_events(event: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The EventBridge events in an invocation: SQS records from the approvals queue, or one event invoked directly."""
     if "Records" in event:
@@ -49,7 +35,7 @@ def approval_events(event: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(event)]
 
 
-def deployment_config(settings: EndpointSettings) -> dict[str, Any]:
+def deployment_config(settings: PromotionSettings) -> dict[str, Any]:
     """Blue/green: a new fleet, a canary (all at once for a single instance), alarms watched, auto rollback."""
     if settings.instance_count > 1:
         routing = {"Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}, "WaitIntervalInSeconds": settings.baking_seconds}
@@ -62,18 +48,18 @@ def deployment_config(settings: EndpointSettings) -> dict[str, Any]:
 
 
 class Promoter:
-    def __init__(self, sagemaker: Any, s3: Any, settings: EndpointSettings) -> None:
+    def __init__(self, sagemaker: Any, s3: Any, settings: PromotionSettings) -> None:
         self.sm, self.s3, self.settings = sagemaker, s3, settings
 
     def promote(self, model_package_arn: str) -> dict[str, Any]:
         package = self.sm.describe_model_package(ModelPackageName=model_package_arn)
-        if package.get("ModelApprovalStatus") != "Approved":
-            raise NotDeployable(f"{model_package_arn} is {package.get('ModelApprovalStatus')}, not Approved")
+        if package.get("ModelApprovalStatus") != APPROVED:
+            raise NotDeployable(f"{model_package_arn} is {package.get('ModelApprovalStatus')}, not {APPROVED}")
         version = package.get("CustomerMetadataProperties", {}).get("model_version")
         if not version:
             raise NotDeployable(f"{model_package_arn} has no model_version metadata")
         try:
-            self.s3.head_object(Bucket=self.settings.bucket, Key=layout.manifest_key(version))
+            self.s3.head_object(Bucket=self.settings.artifacts_bucket, Key=layout.manifest_key(version))
         except Exception as exc:  # noqa: BLE001 - without thresholds the routing Lambda would escalate everything
             raise NotDeployable(f"thresholds of model {version} are not published at {layout.manifest_key(version)}") from exc
         name = f"{self.settings.endpoint_name}-v{package['ModelPackageVersion']}"
@@ -84,7 +70,7 @@ class Promoter:
             raise DeploymentInProgress(f"endpoint {self.settings.endpoint_name} is {endpoint['EndpointStatus']}")
         self._ensure_model(name, package["InferenceSpecification"]["Containers"][0])
         self._ensure_endpoint_config(name)
-        tags = [{"Key": k, "Value": v} for k, v in {**self.settings.tags, "model_version": version}.items()]
+        tags = [{"Key": "model_version", "Value": version}]
         if endpoint is None:
             self.sm.create_endpoint(EndpointName=self.settings.endpoint_name, EndpointConfigName=name, Tags=tags)
             return {"action": "created", "endpoint_config": name, "model_version": version}
@@ -114,11 +100,11 @@ class Promoter:
         spec: dict[str, Any] = {
             "ModelName": name,
             "PrimaryContainer": {"Image": container["Image"], "ModelDataUrl": container["ModelDataUrl"]},
-            "ExecutionRoleArn": self.settings.execution_role_arn,
+            "ExecutionRoleArn": self.settings.sagemaker_role_arn,
             "EnableNetworkIsolation": True,
         }
-        if self.settings.subnets:
-            spec["VpcConfig"] = {"Subnets": list(self.settings.subnets), "SecurityGroupIds": list(self.settings.security_groups)}
+        if self.settings.subnet_ids:
+            spec["VpcConfig"] = {"Subnets": list(self.settings.subnet_ids), "SecurityGroupIds": list(self.settings.security_group_ids)}
         self.sm.create_model(**spec)
 
     def _ensure_endpoint_config(self, name: str) -> None:

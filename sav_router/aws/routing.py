@@ -1,8 +1,8 @@
 """Route one SQS batch of intake requests: parse, score once, decide, dispatch.
 
 The endpoint returns calibrated scores; the decision is re-made here with the
-policy of the model version that produced them (its `router.json`, stored at
-`models/manifests/<version>.json` by the pipeline), tightened by the operators'
+policy of the model version that produced them (its bundle manifest, stored at
+`core.layout.manifest_key(version)` by the pipeline), tightened by the operators'
 overrides (an SSM parameter). Anything that prevents a trustworthy decision
 (endpoint down, unreadable answer, unknown policy) escalates with
 `model_unavailable`: a request is never lost and never misrouted. Request text
@@ -17,13 +17,14 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from sav_router.core import layout
 from sav_router.aws.s3io import put_jsonl
 from sav_router.core.bundle import Manifest
+from sav_router.core.defaults import MAX_TEXT_CHARS
 from sav_router.core.traffic import batch_name, traffic_batch
 from sav_router.core.policy import (
     EMPTY_TEXT,
@@ -37,7 +38,6 @@ from sav_router.core.policy import (
 )
 
 log = logging.getLogger(__name__)
-MAX_TEXT_CHARS = 20_000  # far above any real request; bounds the endpoint payload
 
 
 class MalformedMessage(ValueError):
@@ -200,7 +200,10 @@ def decide_request(
 
 
 class Dispatcher:
-    """Send a decided request to its team queue or to the human-review queue; malformed ones to the DLQ."""
+    """Send a decided request to its team queue or to the human-review queue; malformed ones to the DLQ.
+
+    `audit_share` has no default here: the function's settings give it (`RoutingSettings.audit_share`).
+    """
 
     def __init__(
         self,
@@ -209,7 +212,7 @@ class Dispatcher:
         team_queues: Mapping[str, str],
         review_queue_url: str,
         dead_letter_url: str,
-        audit_share: float = 0.0,
+        audit_share: float,
         rng: Callable[[], float] | None = None,
     ) -> None:
         if not 0.0 <= audit_share <= 1.0:
@@ -253,6 +256,20 @@ class Dispatcher:
                 "source_message_id": {"DataType": "String", "StringValue": message_id},
             },
         )
+
+
+@dataclass
+class Batch:
+    """One invocation's state, handed to the handling of each of its records: the endpoint's answers by SQS message
+    id, and the requests dispatched so far with their decisions (what the batch's traffic log holds)."""
+
+    predictions: Mapping[str, Mapping[str, Any]]
+    requests: list[IntakeRequest] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def dispatched(self, request: IntakeRequest, record: dict[str, Any]) -> None:
+        self.requests.append(request)
+        self.records.append(record)
 
 
 class TrafficLog:

@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 from sav_router import env
+from sav_router.core.defaults import DRIFT_ALPHA, DRIFT_DAYS_AWS
 
 S = TypeVar("S", bound="FunctionSettings")
 _JSON = "json"
@@ -77,6 +78,8 @@ class RoutingSettings(FunctionSettings):
     idempotency_table: str = _var(env.IDEMPOTENCY_TABLE)
     overrides_parameter: str | None = _var(env.OVERRIDES_PARAMETER, None)
     overrides_ttl_seconds: float = _var(env.OVERRIDES_TTL_SECONDS, 60.0, codec=float)
+    # The deployment always writes it (cdk.json `auditShare`, default core.defaults.AUDIT_SHARE). A function started
+    # without it (by hand, in a test) samples nothing: reviewers' work is added only where a deployment asked for it.
     audit_share: float = _var(env.AUDIT_SHARE, 0.0, codec=float)
     idempotency_ttl_seconds: int = _var(env.IDEMPOTENCY_TTL_SECONDS, 86400, codec=int)
 
@@ -142,8 +145,8 @@ class PromotionSettings(FunctionSettings):
 class DriftSettings(FunctionSettings):
     function: ClassVar[str] = "drift_monitor"
     artifacts_bucket: str = _var(env.ARTIFACTS_BUCKET)
-    drift_days: int = _var(env.DRIFT_DAYS, 1, codec=int)
-    drift_alpha: float = _var(env.DRIFT_ALPHA, 0.01, codec=float)
+    drift_days: int = _var(env.DRIFT_DAYS, DRIFT_DAYS_AWS, codec=int)
+    drift_alpha: float = _var(env.DRIFT_ALPHA, DRIFT_ALPHA, codec=float)
 
 
 SETTINGS = {cls.function: cls for cls in (RoutingSettings, GateSettings, DatasetSettings, EvaluateSettings,

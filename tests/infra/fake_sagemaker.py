@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 import boto3
 from moto.sagemaker.models import SageMakerModelBackend
 
-from sav_router.core.bundle import Manifest
+from sav_router.core.bundle import MANIFEST_NAME, Manifest
 from sav_router.core.policy import RoutingPolicy, decide, decision_record
 
 MODEL_VERSION = "20250101T000000Z-c0ffee00"
@@ -43,7 +43,7 @@ def model_tarball(data: dict) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         body = json.dumps(data).encode()
-        info = tarfile.TarInfo("router.json")
+        info = tarfile.TarInfo(MANIFEST_NAME)
         info.size = len(body)
         archive.addfile(info, io.BytesIO(body))
     return buffer.getvalue()

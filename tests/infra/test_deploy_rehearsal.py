@@ -112,6 +112,16 @@ def test_each_lambda_asset_holds_handler_core_package_and_its_requirements(bundl
     assert size < 250 * 1024 * 1024, f"{name}: {size / 2**20:.0f} MB unzipped, above Lambda's 250 MB"
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_each_lambda_asset_holds_only_the_package_modules_its_handler_imports(bundles, name):
+    from infra.lambda_sources import asset_sources
+
+    found = {path for path in asset_sources(REPO / "lambdas" / name) if path.startswith("sav_router/")}
+    shipped = {p.relative_to(bundles[name]).as_posix() for p in (bundles[name] / "sav_router").rglob("*") if p.is_file()}
+    assert shipped == found
+    assert not any(path.startswith(("sav_router/console/", "sav_router/samples/", "sav_router/serving/")) for path in shipped)
+
+
 def test_the_evaluation_bundle_ships_numeric_wheels_for_the_lambda_platform(bundles):
     bundle = bundles["evaluate"]
     wheels = {p.name.split("-")[0]: (p / "WHEEL").read_text() for p in bundle.glob("*.dist-info") if p.name.startswith(("numpy", "scipy", "scikit_learn"))}

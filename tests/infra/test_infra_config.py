@@ -74,7 +74,8 @@ def test_local_bundling_copies_handler_and_core_without_docker(tmp_path):
 
     folder = tmp_path / "fn"
     folder.mkdir()
-    (folder / "handler.py").write_text("def handler(event, context):\n    return event\n")
+    # a handler of the evaluation step that also parses requests: the asset holds what it imports
+    (folder / "handler.py").write_text("from sav_router.aws import evaluation_step, routing\n\n\ndef handler(event, context):\n    return event\n")
     out = tmp_path / "asset"
     # jsii passes (output_dir, options) positionally: the signature must take both (finding 1)
     assert LocalPipBundling(folder).try_bundle(str(out), None) is True
@@ -105,7 +106,7 @@ def test_jsii_calls_local_bundling_with_output_dir_and_options(tmp_path):
 
     folder = tmp_path / "fn"
     folder.mkdir()
-    (folder / "handler.py").write_text("def handler(event, context):\n    return event\n")
+    (folder / "handler.py").write_text("from sav_router.core import policy\n\n\ndef handler(event, context):\n    return event\n")
     stack = cdk.Stack(cdk.App(outdir=str(tmp_path / "out")), "Bundled")
     asset = assets.Asset(stack, "Asset", path=str(folder), bundling=cdk.BundlingOptions(
         image=cdk.DockerImage.from_registry("unused"), local=LocalPipBundling(folder)))
