@@ -67,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # bad values in input or configuration
         print(f"sav-router: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # a full disk, a permission: one line, nothing partial left where a reader takes it
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"sav-router: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("sav-router: interrupted", file=sys.stderr)
         return 130

@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import struct
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,3 +215,32 @@ def check_bundle_files(bundle_dir: str | os.PathLike[str], manifest: Manifest) -
     check_safetensors(folder / HEAD_FILE)
     if manifest.ood:
         check_safetensors(folder / manifest.ood.get("file", OOD_FILE))
+
+
+@contextmanager
+def staged_bundle(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """A fresh folder to write a bundle into; on success it replaces `target`, on failure it is removed.
+
+    A crash at any point leaves `target` either the old bundle, the new one, or a
+    folder with no manifest (refused by every loader with a clear error), never new
+    weights beside an old manifest: the old manifest goes first, the new one comes last.
+    Entries are moved, not the folder renamed, so `target` may be a mount point
+    (SageMaker's /opt/ml/model).
+    """
+    target = Path(target)
+    if target.is_dir() and any(target.iterdir()) and not any((target / name).exists() for name in (MANIFEST_NAME, OOD_FILE, "model.safetensors")):
+        raise BundleError(f"{target} exists and holds files that are not a model bundle: choose a new folder (it would be replaced)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        yield staging
+        target.mkdir(exist_ok=True)
+        (target / MANIFEST_NAME).unlink(missing_ok=True)  # from here on, target is no bundle until the new manifest lands
+        for old in target.iterdir():
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+        entries = sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST_NAME)  # the manifest last
+        for entry in entries:
+            shutil.move(str(entry), str(target / entry.name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -34,7 +34,7 @@ from sav_router.data.annotations import (
     write_rejects,
 )
 from sav_router.data.labelstudio import export_warnings, is_export, read_export
-from sav_router.core.jsonio import append_jsonl
+from sav_router.core.jsonio import write_jsonl_atomic
 from sav_router.core.clock import stamp
 from sav_router.loop.workspace import Workspace
 
@@ -121,7 +121,7 @@ def import_annotations(
         raise NoValidDataError(f"no valid annotated row in {path}" + (f" (e.g. {shown})" if shown else ""))
     name = f"{stamp()}-{source}-{split}"
     drop = workspace.ensure().path("annotations", f"{name}.jsonl")
-    append_jsonl(drop, ({"id": r.id, "text": r.text, "label": r.label, "split": split, "source": source} for r in kept))
+    write_jsonl_atomic(drop, ({"id": r.id, "text": r.text, "label": r.label, "split": split, "source": source} for r in kept))  # whole or absent: a drop starts the AWS pipeline
     rejects_path = write_rejects(rejects, workspace.path("review", "rejects", f"{name}.rejects.jsonl")) if rejects else None
     return ImportResult(
         path=drop,

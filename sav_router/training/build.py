@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sav_router.core.bundle import OOD_FILE, Manifest, write_manifest
+from sav_router.core.bundle import OOD_FILE, Manifest, staged_bundle, write_manifest
 from sav_router.calibration.temperature import softmax
 from sav_router.calibration.joint import calibrate_on_traffic
 from sav_router.calibration.promise import ANNOTATED_TOPICS, TRAFFIC_SAMPLE, promise
@@ -79,20 +79,28 @@ def train_bundle(
     synthetic_paths: Sequence[str | os.PathLike[str]] = (),
     log: Callable[[str], None] = print,
 ) -> TrainResult:
+    """Train, calibrate and write a bundle to `output_dir`: written whole into a fresh folder, then put in place."""
+    target = Path(output_dir)
+    with staged_bundle(target) as staging:
+        outcome = _train_into(data_paths, staging, target, config=config or TrainConfig(), columns=columns, teams=teams,
+                              synthetic_paths=synthetic_paths, log=log)
+    outcome.output_dir = target
+    log(f"model {outcome.manifest.model_version} written to {target} in {outcome.seconds:.0f} s")
+    return outcome
+
+
+def _train_into(data_paths, output_dir: Path, shown_dir: Path, *, config: TrainConfig, columns: Columns, teams, synthetic_paths, log) -> TrainResult:
     from sav_router.training.estimator import RouterClassifier
 
-    config = config or TrainConfig()
     started = time.perf_counter()
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
 
     data = load_annotations(data_paths, columns=columns)
     log(data.summary())
     if data.superseded:
-        path = write_superseded(data.superseded, output_dir / "superseded.jsonl")
+        path = shown_dir / write_superseded(data.superseded, output_dir / "superseded.jsonl").name
         log(f"  {len(data.superseded)} earlier answers superseded by newer ones for the same request (recorded in {path})")
     if data.rejects:
-        path = write_rejects(data.rejects, output_dir / "rejects.jsonl")
+        path = shown_dir / write_rejects(data.rejects, output_dir / "rejects.jsonl").name
         for reject in data.rejects[:5]:
             log(f"  rejected {reject}")
         log(f"  all {len(data.rejects)} rejected rows written to {path}")
@@ -200,9 +208,8 @@ def train_bundle(
         }
         log(
             f"check rows: accuracy {evaluation.report['accuracy']}, coverage {evaluation.report['coverage']}, "
-            f"routed precision {evaluation.report['routed_precision']} (report in {output_dir / 'check_report'})"
+            f"routed precision {evaluation.report['routed_precision']} (report in {shown_dir / 'check_report'})"
         )
     write_manifest(output_dir, manifest)
     outcome.seconds = time.perf_counter() - started
-    log(f"model {manifest.model_version} written to {output_dir} in {outcome.seconds:.0f} s")
     return outcome
