@@ -16,6 +16,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = ServeSettings.resolve(
         max_payload_mb=args.max_payload_mb,
         max_batch_size=args.max_batch_size,
+        max_batch_tokens=args.max_batch_tokens,
         max_wait_ms=args.max_wait_ms,
         max_concurrent_transforms=args.max_concurrent_transforms,
         max_instances=args.max_instances,
@@ -60,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--backend", choices=SERVE_BACKENDS, help="default: $SAV_ROUTER_BACKEND, else the bundle's recorded choice, else torch")
     serve.add_argument("--threads", type=int, help="inference threads (default: usable cores)")
     serve.add_argument("--max-batch-size", type=int, help="texts per model call when batching concurrent requests (default 64)")
+    serve.add_argument("--max-batch-tokens", type=int, help="tokens per model call, counted as for --max-tokens (default 4096)")
     serve.add_argument("--max-wait-ms", type=float, help="how long a model call waits for concurrent requests to join (default 0: no timed wait)")
     serve.add_argument("--max-payload-mb", type=int, help="request size limit (default 6, SageMaker's real-time limit)")
     serve.add_argument("--max-concurrent-transforms", type=int, help="advertised to Batch Transform (default 2)")

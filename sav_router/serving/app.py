@@ -91,14 +91,19 @@ async def read_body(request: Request, limit: int, timeout_s: float | None = None
     return b"".join(chunks)
 
 
+def token_bound(text: str, max_length: int) -> int:
+    """Upper bound of the tokens the model sees for `text`: at most max_length once truncated, and a
+    WordPiece / BPE text has at most one token per character (+ 2 special tokens). What the 413 limit
+    and the batcher's slices count."""
+    return min(max_length, len(text) + 2)
+
+
 def parse_checked(body: bytes, media_type: str, settings: ServeSettings, max_length: int) -> protocol.Parsed:
     """Parse and apply the per-request limits (on a worker thread: a 6 MB body takes a while)."""
     parsed = protocol.parse_body(body, media_type)
     if len(parsed.items) > settings.max_instances:
         raise protocol.RequestError(413, "too_many_instances", f"{len(parsed.items)} requests in one call; at most {settings.max_instances}")
-    # Upper bound of the tokens the model will see: a text is truncated at max_length tokens,
-    # and a WordPiece / BPE text has at most one token per character (+ 2 special tokens).
-    tokens = sum(min(max_length, len(item.text) + 2) for item in parsed.items if item.text)
+    tokens = sum(token_bound(item.text, max_length) for item in parsed.items if item.text)
     if tokens > settings.max_tokens:
         raise protocol.RequestError(413, "too_many_tokens", f"about {tokens} tokens in one call; at most {settings.max_tokens}")
     return parsed
@@ -123,7 +128,14 @@ def create_app(router, settings: ServeSettings | None = None) -> FastAPI:
     from sav_router.core.policy import EMPTY_TEXT, decision_record, escalation
 
     settings = settings or ServeSettings()
-    batcher = MicroBatcher(lambda texts: predict_records(router, texts), max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms)
+    max_length = router.manifest.max_length
+    batcher = MicroBatcher(
+        lambda texts: predict_records(router, texts),
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        cost=lambda text: token_bound(text, max_length),  # slices counted in tokens (issue 18, finding 4)
+        max_batch_cost=settings.max_batch_tokens,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -10,10 +10,12 @@ single-request p50 over HTTP from 1.4 to 7.7 ms), so the default is no timed
 wait. One call at a time on purpose: the backend already uses every core inside
 a call, and the event loop stays free to parse and answer requests meanwhile.
 
-Fairness: a request of many texts is computed in slices of at most
-`max_batch_size`, and each call shares its slots among the waiting requests
-(round robin), so a 20,000-instance request slows a lone request down by one
-slice, not by the whole job. A request whose caller gave up (client gone,
+Fairness: a request of many texts is computed in slices, and each call shares
+its room among the waiting requests (round robin), so a 20,000-instance request
+slows a lone request down by one slice, not by the whole job. A call holds at
+most `max_batch_size` texts and at most `max_batch_cost` of their `cost` (the
+server counts tokens: a text costs at most `max_length` of them once truncated),
+so the room is shared in what a call costs, not in texts (issue 18, finding 4). A request whose caller gave up (client gone,
 deadline passed: its `submit` is cancelled) gets no further slice.
 """
 
@@ -54,11 +56,21 @@ class BatchStats:
 class MicroBatcher(Generic[R]):
     """`await submit(texts)` -> `predict(texts)` results, computed in shared, fair slices."""
 
-    def __init__(self, predict: Callable[[list[str]], list[R]], *, max_batch_size: int = 64, max_wait_ms: float = 0.0) -> None:
-        if max_batch_size < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch_size must be >= 1 and max_wait_ms >= 0")
+    def __init__(
+        self,
+        predict: Callable[[list[str]], list[R]],
+        *,
+        max_batch_size: int = 64,
+        max_wait_ms: float = 0.0,
+        cost: Callable[[str], int] | None = None,
+        max_batch_cost: int | None = None,
+    ) -> None:
+        if max_batch_size < 1 or max_wait_ms < 0 or (max_batch_cost is not None and max_batch_cost < 1):
+            raise ValueError("max_batch_size and max_batch_cost must be >= 1 and max_wait_ms >= 0")
         self._predict = predict
         self.max_batch_size = max_batch_size
+        self._cost = cost or (lambda text: 1)
+        self.max_batch_cost = max_batch_cost or max_batch_size  # without a cost function: texts
         self.max_wait = max_wait_ms / 1000.0
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Job[R] | None] | None = None
@@ -125,16 +137,22 @@ class MicroBatcher(Generic[R]):
         return stopped
 
     def _slice(self, jobs: list[_Job[R]]) -> list[tuple[_Job[R], int]]:
-        """(job, count) for the next call: an equal share each (at least one), leftover slots in arrival order."""
-        share = max(1, self.max_batch_size // len(jobs))
+        """(job, count) for the next call: an equal share of the cost each (at least one text), leftover room in arrival order."""
+        share = max(1, self.max_batch_cost // len(jobs))
         plan: dict[int, int] = {}
-        room = self.max_batch_size
-        for pass_share in (share, self.max_batch_size):
+        texts_room, cost_room = self.max_batch_size, self.max_batch_cost
+        for pass_share in (share, self.max_batch_cost):
             for index, job in enumerate(jobs):
-                take = min(pass_share, job.remaining - plan.get(index, 0), room)
-                if take > 0:
-                    plan[index] = plan.get(index, 0) + take
-                    room -= take
+                spent = 0
+                while texts_room > 0 and plan.get(index, 0) < job.remaining:
+                    cost = self._cost(job.texts[job.done + plan.get(index, 0)])
+                    # a text always fits an empty call (one text over the budget must still be computed)
+                    if texts_room < self.max_batch_size and (cost > cost_room or (spent and spent + cost > pass_share)):
+                        break
+                    plan[index] = plan.get(index, 0) + 1
+                    texts_room, cost_room, spent = texts_room - 1, cost_room - cost, spent + cost
+                    if spent >= pass_share:
+                        break
         return [(jobs[index], count) for index, count in sorted(plan.items())]
 
     async def _execute(self, loop: asyncio.AbstractEventLoop, plan: list[tuple[_Job[R], int]]) -> None:

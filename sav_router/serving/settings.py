@@ -30,6 +30,7 @@ TRANSFORM_MAX_PAYLOAD_MB = 1
 class ServeSettings:
     max_payload_mb: int = 6  # SageMaker real-time endpoints cap payloads at 6 MB
     max_batch_size: int = 64
+    max_batch_tokens: int = 4096  # tokens per model call (64 texts of 64): what bounds a call's time, so a neighbour's wait
     max_wait_ms: float = 0.0  # see batcher: requests queued during a model call batch by themselves
     max_concurrent_transforms: int = 2  # overlaps parsing/network with the model call
     batch_strategy: str = "MULTI_RECORD"
@@ -44,8 +45,8 @@ class ServeSettings:
     max_connections: int = 256
 
     def __post_init__(self) -> None:
-        if self.max_payload_mb < 1 or self.max_batch_size < 1 or self.max_wait_ms < 0 or self.max_concurrent_transforms < 1:
-            raise ValueError("serving settings: max_payload_mb, max_batch_size, max_concurrent_transforms must be >= 1, max_wait_ms >= 0")
+        if self.max_payload_mb < 1 or self.max_batch_size < 1 or self.max_batch_tokens < 1 or self.max_wait_ms < 0 or self.max_concurrent_transforms < 1:
+            raise ValueError("serving settings: max_payload_mb, max_batch_size, max_batch_tokens, max_concurrent_transforms must be >= 1, max_wait_ms >= 0")
         if min(self.max_instances, self.max_tokens, self.max_connections) < 1 or min(self.deadline_s, self.header_timeout_s, self.body_timeout_s) <= 0:
             raise ValueError("serving settings: max_instances, max_tokens, max_connections must be >= 1; deadline and timeouts > 0")
 
@@ -59,6 +60,7 @@ class ServeSettings:
         *,
         max_payload_mb: int | None = None,
         max_batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
         max_wait_ms: float | None = None,
         max_concurrent_transforms: int | None = None,
         max_instances: int | None = None,
@@ -71,6 +73,7 @@ class ServeSettings:
         return cls(
             max_payload_mb=env.resolve(max_payload_mb, MAX_PAYLOAD_MB, cls.max_payload_mb, int),
             max_batch_size=env.resolve(max_batch_size, MAX_BATCH_SIZE, cls.max_batch_size, int),
+            max_batch_tokens=max_batch_tokens if max_batch_tokens is not None else cls.max_batch_tokens,
             max_wait_ms=env.resolve(max_wait_ms, MAX_WAIT_MS, cls.max_wait_ms, float),
             max_concurrent_transforms=env.resolve(max_concurrent_transforms, MAX_CONCURRENT_TRANSFORMS, cls.max_concurrent_transforms, int),
             max_instances=env.resolve(max_instances, env.MAX_INSTANCES, cls.max_instances, int),

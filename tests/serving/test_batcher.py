@@ -182,3 +182,39 @@ def test_empty_submit_and_bad_settings():
     assert run(scenario()) == []
     with pytest.raises(ValueError):
         MicroBatcher(Recorder(), max_batch_size=0)
+
+
+def test_slices_are_counted_in_cost_and_shared_with_a_lone_request():
+    # Issue 18, finding 4: a call holds at most max_batch_cost (tokens in the server), not only max_batch_size texts,
+    # and a neighbour's lone text gets its share of the very next call.
+    predict = Recorder(delay=0.01)
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=64, cost=len, max_batch_cost=100)
+        await batcher.start()
+        big = asyncio.ensure_future(batcher.submit(["x" * 40] * 10))
+        await asyncio.sleep(0.005)  # the first call of the big request is running
+        small = await batcher.submit(["s"])
+        calls_before_small = len(predict.calls)
+        await big
+        await batcher.close()
+        return small, calls_before_small
+
+    small, calls_before_small = run(scenario())
+    assert small == ["S"] and calls_before_small <= 2
+    assert all(sum(map(len, call)) <= 100 for call in predict.calls)
+    assert predict.calls[0] == ["x" * 40] * 2  # 80 of 100: a third text would not fit
+
+
+def test_a_text_over_the_cost_budget_is_still_computed_alone():
+    predict = Recorder()
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=8, cost=len, max_batch_cost=5)
+        await batcher.start()
+        result = await batcher.submit(["long text", "ab", "cd", "efghij"])
+        await batcher.close()
+        return result
+
+    assert run(scenario()) == ["LONG TEXT", "AB", "CD", "EFGHIJ"]
+    assert predict.calls == [["long text"], ["ab", "cd"], ["efghij"]]
