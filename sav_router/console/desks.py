@@ -147,7 +147,7 @@ class SqsDesk:
             item, row = self._answers[user].pop()
             self.store.delete(answer_key(self.prefix, row))
             self.store.send_back(item.raw)
-            self._queue(user)._skipped.discard(item.id)
+            self._queue(user).unskip(item.id)
             return item
 
     def pending(self) -> int | None:

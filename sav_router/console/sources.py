@@ -244,7 +244,7 @@ class AwsSource:
         lease_seconds: int = REVIEW_LEASE_SECONDS,
     ) -> None:
         desk = SqsDesk(queue_url, bucket, prefix, sqs=sqs, s3=s3, kms_key_id=kms_key_id, lease_seconds=lease_seconds)
-        self.store, self.bucket, self.queue_url = desk.store, bucket, queue_url
+        self.store, self.bucket, self.queue_url, self.prefix = desk.store, bucket, queue_url, prefix
         self.desks = {ESCALATIONS: desk}
         self._manifests: dict[str, dict[str, Any]] | None = None
 
@@ -311,7 +311,7 @@ class AwsSource:
     def audit_answers(self) -> list[dict[str, Any]]:
         from sav_router.review.audit import s3_audit_rows
 
-        return [dict(row) for row in s3_audit_rows(self.store.s3, self.bucket)]
+        return [dict(row) for row in s3_audit_rows(self.store.s3, self.bucket, self.prefix)]
 
     def can(self, action: str) -> bool:
         return False

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sav_router.core.jsonio import numbered_rows, split_lines, write_jsonl_atomic
-from sav_router.core.defaults import MAX_TEXT_CHARS
+from sav_router.core.defaults import MAX_ID_CHARS, MAX_TEXT_CHARS
 
 TEACH = "teach"  # trained on (and calibrated on, when no `calibrate` rows exist)
 CALIBRATE = "calibrate"  # calibration only: a random sample of traffic, never trained on
@@ -35,6 +35,8 @@ BAD_SPLIT = "unknown_split_tag"
 MALFORMED = "malformed_row"
 INVALID_LABEL = "invalid_label"
 TEXT_TOO_LONG = "text_too_long"
+NUL_IN_TEXT = "nul_in_text"  # a NUL byte: binary data pasted as text, cut off by C tools downstream
+ID_TOO_LONG = "id_too_long"
 
 MAX_LABEL_CHARS = 100
 # Control, format (bidi overrides, zero-width), separator, surrogate, private and unassigned characters.
@@ -250,6 +252,9 @@ def read_rows(
         if len(text) > MAX_TEXT_CHARS:
             rejects.append(Reject(source, number, TEXT_TOO_LONG, f"{len(text)} characters, at most {MAX_TEXT_CHARS}"))
             continue
+        if "\x00" in text:
+            rejects.append(Reject(source, number, NUL_IN_TEXT, f"at character {text.index(chr(0)) + 1}"))
+            continue
         label = _as_text(row.get(columns.label))
         label = label.strip() if label is not None else None
         if not label:
@@ -265,6 +270,9 @@ def read_rows(
             rejects.append(Reject(source, number, BAD_SPLIT, f"{split!r}, expected one of {', '.join(SPLIT_TAGS)}"))
             continue
         record_id = _as_text(row.get(columns.id))
+        if record_id is not None and len(record_id) > MAX_ID_CHARS:
+            rejects.append(Reject(source, number, ID_TOO_LONG, f"{len(record_id)} characters, at most {MAX_ID_CHARS}"))
+            continue
         records.append(Record(text=text.strip(), label=label, id=record_id, split=split, source=source, line=number))
     return records, rejects
 

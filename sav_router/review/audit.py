@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sav_router.core import layout
 from sav_router.core.jsonio import lenient_rows, read_text
 from sav_router.core.labels import out_of_scope_label
 from sav_router.core.stats import CONFIDENCE, clopper_pearson
@@ -51,15 +52,14 @@ def workspace_audit_rows(workspace: Workspace) -> list[Mapping[str, Any]]:
     return latest_audit_answers(rows)
 
 
-def s3_audit_rows(s3: Any, bucket: str, prefix: str = "annotations/") -> list[Mapping[str, Any]]:
-    """Audit answers the SQS reviewers wrote under `annotations/review/`."""
-    from sav_router.aws.s3io import list_keys
+def s3_audit_rows(s3: Any, bucket: str, prefix: str = layout.ANNOTATIONS) -> list[Mapping[str, Any]]:
+    """Audit answers the SQS reviewers wrote under `<prefix>review/`."""
+    from sav_router.aws.s3io import get_jsonl_lenient, list_keys
 
     objects = sorted(list_keys(s3, bucket, f"{prefix}review/{AUDIT_SOURCE}-"), key=lambda o: (o["LastModified"], o["Key"]))
     rows: list[dict[str, Any]] = []
     for obj in objects:
-        body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8", errors="replace")
-        rows.extend(lenient_rows(body))
+        rows.extend(get_jsonl_lenient(s3, bucket, obj["Key"]))
     return latest_audit_answers(rows)
 
 

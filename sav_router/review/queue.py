@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from sav_router.review.items import AUDIT_SOURCE, REVIEW_SOURCE, ItemError, ReviewItem, parse_item
 from sav_router.core import layout
+from sav_router.core.defaults import REVIEW_LEASE_SECONDS
 from sav_router.core.clock import stamp, utc_now
 from sav_router.core.jsonio import append_jsonl, dumps_line, locked, numbered_rows, read_jsonl, read_text, write_json_atomic, write_jsonl_atomic
 from sav_router.loop.workspace import Workspace
@@ -41,7 +42,7 @@ PROGRESS_FILE = layout.REVIEW_PROGRESS
 ANSWERED = "answered"
 SKIPPED = "skipped"
 UNDONE = "undone"
-DEFAULT_LEASE_SECONDS = 900  # like the SQS review queue's visibility timeout
+DEFAULT_LEASE_SECONDS = REVIEW_LEASE_SECONDS  # the SQS review queue's visibility timeout too (core.defaults)
 
 
 class ReviewQueue(Protocol):
@@ -278,12 +279,12 @@ class SqsReviewQueue:
         self,
         queue_url: str,
         bucket: str,
-        prefix: str = "annotations/",
+        prefix: str = layout.ANNOTATIONS,
         *,
         sqs: Any = None,
         s3: Any = None,
         kms_key_id: str | None = None,
-        visibility_timeout: int = 900,
+        visibility_timeout: int = REVIEW_LEASE_SECONDS,
         wait_seconds: int = 1,
         max_scan: int = 50,
     ) -> None:
@@ -348,6 +349,10 @@ class SqsReviewQueue:
     def skip(self, item: ReviewItem) -> None:
         self._skipped.add(item.id)
         self._set_visibility(item.handle, 0)  # another reviewer can take it now
+
+    def unskip(self, item_id: str) -> None:
+        """Show a skipped item to this reviewer again (the console's undo of a skip)."""
+        self._skipped.discard(item_id)
 
     def release(self, item: ReviewItem) -> None:
         self._set_visibility(item.handle, 0)  # quitting deletes nothing

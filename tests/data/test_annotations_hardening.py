@@ -111,3 +111,13 @@ def test_property_no_byte_sequence_crashes_the_reader(tmp_path, raw, kind):
     except NoValidDataError:
         return  # nothing valid (or no text column): a clear error, not a crash
     assert result.records and all(r.text.strip() for r in result.records)
+
+
+def test_a_nul_byte_or_an_overlong_id_is_a_reject_with_its_line(tmp_path):
+    from sav_router.core.defaults import MAX_ID_CHARS
+    from sav_router.data.annotations import ID_TOO_LONG, NUL_IN_TEXT
+
+    path = jsonl(tmp_path, [json.dumps(GOOD), json.dumps({"text": "bad\x00bytes", "label": "refund"}),
+                            json.dumps({"id": "x" * (MAX_ID_CHARS + 1), "text": "fine", "label": "refund"})])
+    records, rejects = read_rows(path)
+    assert len(records) == 1 and [(r.line, r.reason) for r in rejects] == [(2, NUL_IN_TEXT), (3, ID_TOO_LONG)]
