@@ -6,4 +6,7 @@ Light on purpose: boto3 (present in every Lambda runtime), the pure-Python core
 small, so no module here imports torch, transformers or numpy at import time;
 the one step that needs the numeric evaluation code (`evaluation_step`) imports
 it inside the function, in a Lambda that bundles numpy / scipy / scikit-learn.
+Each Lambda asset ships only the modules its handler imports, transitively, lazy
+imports included (`infra/lambda_sources.py`): an import here adds that module to
+the assets of the functions that use this one.
 """

@@ -28,6 +28,15 @@ def test_every_queue_is_kms_encrypted_and_every_working_queue_has_a_dlq(synthesi
     assert len(intake) == 1 and intake[0]["Properties"]["VisibilityTimeout"] == 360  # 6 x the function timeout
 
 
+def test_the_review_queue_hides_a_received_request_for_the_review_lease(synthesized):
+    from sav_router.core.defaults import REVIEW_LEASE_SECONDS
+
+    raw = synthesized.raw["serving"]
+    review_url = routing_function(raw)["Environment"]["Variables"]["REVIEW_QUEUE_URL"]  # {"Ref": the queue}
+    review = raw["Resources"][review_url["Ref"]]["Properties"]
+    assert review["VisibilityTimeout"] == REVIEW_LEASE_SECONDS == 900
+
+
 def test_routing_function_consumes_intake_with_partial_batch_failures(synthesized):
     template = synthesized.templates["serving"]
     template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
