@@ -32,6 +32,7 @@ DEADLINE_S = "SAV_ROUTER_DEADLINE_S"  # seconds one POST may take before a 504 (
 HEADER_TIMEOUT_S = "SAV_ROUTER_HEADER_TIMEOUT_S"  # a connection must send its request headers within this
 BODY_TIMEOUT_S = "SAV_ROUTER_BODY_TIMEOUT_S"  # and its body within this (408 otherwise)
 MAX_CONNECTIONS = "SAV_ROUTER_MAX_CONNECTIONS"  # open connections; beyond, the oldest idle one is closed
+GRACEFUL_TIMEOUT_S = "SAV_ROUTER_GRACEFUL_TIMEOUT_S"  # on SIGTERM, in-flight requests get this long; the rest a JSON 503, and the process exits within it
 
 # SageMaker training and serving contract
 SM_MODEL_DIR = "SM_MODEL_DIR"

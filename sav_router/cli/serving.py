@@ -25,18 +25,28 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         header_timeout_s=args.header_timeout,
         body_timeout_s=args.body_timeout,
         max_connections=args.max_connections,
+        graceful_timeout_s=args.graceful_timeout,
     )
-    return serve(
+    code = serve(
         args.model,
         port=args.port,
         host=args.host,
         backend=args.backend,
         num_threads=args.threads,
         settings=settings,
-        graceful_timeout_s=args.graceful_timeout,
         access_log=args.access_log,
         log_level=args.log_level,
     )
+    # Every request is answered (or refused with a JSON 503) and the server's threads are stopped: skip
+    # the interpreter's teardown (torch and module finalization: 1.5 s idle, 3.6 s on 2 busy cores,
+    # measured) so the process exits within the SIGTERM grace period (issue 18, finding 5).
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
@@ -71,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--header-timeout", type=float, help="seconds a connection has to send its request headers (default 10)")
     serve.add_argument("--body-timeout", type=float, help="seconds a request has to send its body, else 408 (default 60)")
     serve.add_argument("--max-connections", type=int, help="open connections; beyond, the oldest idle one is closed (default 256)")
-    serve.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds in-flight requests get on SIGTERM (default 30)")
+    serve.add_argument("--graceful-timeout", type=float, help="seconds to stop in on SIGTERM: in-flight requests finish or get a JSON 503 (default 30)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(func=_cmd_serve)

@@ -54,7 +54,8 @@ _INVOCATIONS_OPENAPI = {
             str(status): {"description": text, "content": {"application/json": {"schema": _ERROR}}}
             for status, text in [
                 (400, "invalid request"), (406, "not acceptable"), (408, "body not received in time"),
-                (413, "payload, instances or tokens over the limit"), (415, "unsupported media type"), (504, "deadline exceeded"),
+                (413, "payload, instances or tokens over the limit"), (415, "unsupported media type"),
+                (503, "shutting down: not finished within the grace period"), (504, "deadline exceeded"),
             ]
         },
     },
@@ -65,6 +66,75 @@ def predict_records(router, texts: list[str]) -> list[tuple]:
     """(decision, scores) per text: what the batcher computes in one model call."""
     decisions, scores = router.predict(texts)
     return list(zip(decisions, scores))
+
+
+class FramingGuard:
+    """Refuses a request that declares both Transfer-Encoding and Content-Length (RFC 9112 6.3).
+
+    h11 lets Transfer-Encoding win, but a proxy in front may have framed the body by
+    Content-Length: the two disagree on where the request ends, the ground of request
+    smuggling. Answered with the JSON 400 of unparsable HTTP, body unread, connection closed.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            names = {name.lower() for name, _ in scope["headers"]}
+            if b"transfer-encoding" in names and b"content-length" in names:
+                body = {"error": "invalid HTTP request: both Transfer-Encoding and Content-Length", "code": "invalid_http"}
+                await JSONResponse(body, status_code=400, headers={"Connection": "close"})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Shutdown:
+    """SIGTERM's cut-off (issue 18, finding 5): what is still computing at `grace_s - margin` gets a JSON 503.
+
+    `begin` is called (from the signal handler, through the loop) when the server stops
+    taking connections; requests in flight go on until the cut-off, then each is answered
+    503 `shutting_down` and its model work is cancelled, so the process exits within the
+    grace period: the margin leaves time for the 503s, the model call already running
+    (one slice, bounded in tokens) and the exit.
+    """
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.cutoff = asyncio.Event()
+        self.started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def margin_s(self) -> float:
+        return min(2.0, self.grace_s / 4)
+
+    def bind(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    def begin(self) -> None:
+        """Thread- and signal-safe: schedules the cut-off on the server's loop."""
+        if self._loop is not None and not self.started:
+            self.started = True
+            self._loop.call_soon_threadsafe(self._loop.call_later, self.grace_s - self.margin_s, self.cutoff.set)
+
+    def error(self) -> protocol.RequestError:
+        return protocol.RequestError(503, "shutting_down", f"the server is shutting down and could not finish this request within its {self.grace_s:g} s grace period; send it again")
+
+
+async def before_cutoff(handler, shutdown: Shutdown):
+    """`handler`'s result, unless the shutdown cut-off comes first: then it is cancelled (its model work too) and a 503 raised."""
+    task = asyncio.ensure_future(handler)
+    cutoff = asyncio.ensure_future(shutdown.cutoff.wait())
+    try:
+        await asyncio.wait({task, cutoff}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        raise shutdown.error()
+    finally:
+        cutoff.cancel()
+        task.cancel()
 
 
 class ClientGone(Exception):
@@ -122,6 +192,7 @@ async def until_answered(work: asyncio.Future, request: Request, deadline_s: flo
         raise protocol.RequestError(504, "deadline_exceeded", f"not answered within the {deadline_s:g} s deadline; send fewer requests per call")
     finally:
         gone.cancel()
+        work.cancel()  # no-op once done; cancelled from outside (shutdown cut-off), the work stops too
 
 
 def create_app(router, settings: ServeSettings | None = None) -> FastAPI:
@@ -139,6 +210,7 @@ def create_app(router, settings: ServeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        shutdown.bind()
         await batcher.start()
         log.info("model %s (%s backend) ready", router.version, router.backend.name)
         yield
@@ -147,6 +219,8 @@ def create_app(router, settings: ServeSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="sav-router", summary="Precision-first routing of after-sales requests", lifespan=lifespan)
     app.state.batcher = batcher
+    app.state.shutdown = shutdown = Shutdown(settings.graceful_timeout_s)
+    app.add_middleware(FramingGuard)
     app.state.router = router
 
     @app.exception_handler(protocol.RequestError)
@@ -180,6 +254,9 @@ def create_app(router, settings: ServeSettings | None = None) -> FastAPI:
 
     @app.post("/invocations", openapi_extra=_INVOCATIONS_OPENAPI)
     async def invocations(request: Request) -> Response:
+        return await before_cutoff(answer(request), shutdown)
+
+    async def answer(request: Request) -> Response:
         request_type = protocol.content_type(request.headers.get("content-type"))
         answer_type = protocol.accept_type(request.headers.get("accept"), request_type)
         body = await read_body(request, settings.max_payload_bytes, settings.body_timeout_s)

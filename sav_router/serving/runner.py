@@ -1,14 +1,18 @@
 """Start the server: find the bundle, load the router, run uvicorn until SIGTERM.
 
-uvicorn handles SIGTERM/SIGINT gracefully: it stops accepting connections,
-lets in-flight requests finish (up to `graceful_timeout_s`), then runs the
-app's shutdown, which drains the micro-batcher. One process, one model copy:
+On SIGTERM/SIGINT uvicorn stops accepting connections and lets in-flight
+requests finish; the app is told at once (`GracefulServer`), and what is still
+computing at the grace period's cut-off is answered with a JSON 503
+`shutting_down` and its model work cancelled, so the process exits within
+`graceful_timeout_s` (issue 18, finding 5); then the app's shutdown stops the
+micro-batcher. One process, one model copy:
 the micro-batcher needs every request in the same process, and the model
 uses every core inside a call.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -67,6 +71,23 @@ def limit_helper_threads() -> None:
     threadpool_limits(1, user_api="blas")
 
 
+def _graceful_server():
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's server, which also starts the app's shutdown cut-off as soon as the stop signal arrives."""
+
+        def __init__(self, config, shutdown) -> None:
+            super().__init__(config)
+            self.app_shutdown = shutdown
+
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            self.app_shutdown.begin()
+
+    return GracefulServer
+
+
 def serve(
     model: str | os.PathLike[str] | None = None,
     *,
@@ -75,7 +96,7 @@ def serve(
     backend: str | None = None,
     num_threads: int | None = None,
     settings: ServeSettings | None = None,
-    graceful_timeout_s: float = 30.0,
+    graceful_timeout_s: float | None = None,
     access_log: bool = False,
     log_level: str = "info",
 ) -> int:
@@ -93,16 +114,21 @@ def serve(
     log.info("serving %s (model %s, %s backend) on %s:%d", model_dir, router.version, chosen, host, port)
     from sav_router.serving.http import guarded_protocol
 
+    GracefulServer = _graceful_server()
+
     settings = settings or ServeSettings.resolve()
+    if graceful_timeout_s is not None:
+        settings = dataclasses.replace(settings, graceful_timeout_s=graceful_timeout_s)
+    app = create_app(router, settings)
     config = uvicorn.Config(
-        create_app(router, settings),
+        app,
         host=host,
         port=port,
         workers=1,
         lifespan="on",
         access_log=access_log,
         log_level=log_level,
-        timeout_graceful_shutdown=graceful_timeout_s,
+        timeout_graceful_shutdown=settings.graceful_timeout_s,  # a backstop: the app's cut-off comes first
         timeout_keep_alive=75,  # longer than the SageMaker front end's idle timeout (60 s)
         http=guarded_protocol(header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections),
         h11_max_incomplete_event_size=16 * 1024,  # request line + headers; larger gets a JSON 400
@@ -112,6 +138,6 @@ def serve(
     for number in (signal.SIGTERM, signal.SIGINT):
         # uvicorn re-raises the stop signal once shut down; this handler turns it into a clean exit 0
         signal.signal(number, lambda received, frame: stop_signals.append(received))
-    uvicorn.Server(config).run()
+    GracefulServer(config, app.state.shutdown).run()
     log.info("server stopped%s", f" by {signal.Signals(stop_signals[0]).name}" if stop_signals else "")
     return 0

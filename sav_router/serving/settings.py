@@ -43,11 +43,12 @@ class ServeSettings:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
     max_connections: int = 256
+    graceful_timeout_s: float = 30.0  # on SIGTERM: in-flight work until grace - margin, then a JSON 503; exit within it
 
     def __post_init__(self) -> None:
         if self.max_payload_mb < 1 or self.max_batch_size < 1 or self.max_batch_tokens < 1 or self.max_wait_ms < 0 or self.max_concurrent_transforms < 1:
             raise ValueError("serving settings: max_payload_mb, max_batch_size, max_batch_tokens, max_concurrent_transforms must be >= 1, max_wait_ms >= 0")
-        if min(self.max_instances, self.max_tokens, self.max_connections) < 1 or min(self.deadline_s, self.header_timeout_s, self.body_timeout_s) <= 0:
+        if min(self.max_instances, self.max_tokens, self.max_connections) < 1 or min(self.deadline_s, self.header_timeout_s, self.body_timeout_s, self.graceful_timeout_s) <= 0:
             raise ValueError("serving settings: max_instances, max_tokens, max_connections must be >= 1; deadline and timeouts > 0")
 
     @property
@@ -69,6 +70,7 @@ class ServeSettings:
         header_timeout_s: float | None = None,
         body_timeout_s: float | None = None,
         max_connections: int | None = None,
+        graceful_timeout_s: float | None = None,
     ) -> "ServeSettings":
         return cls(
             max_payload_mb=env.resolve(max_payload_mb, MAX_PAYLOAD_MB, cls.max_payload_mb, int),
@@ -82,6 +84,7 @@ class ServeSettings:
             header_timeout_s=env.resolve(header_timeout_s, env.HEADER_TIMEOUT_S, cls.header_timeout_s, float),
             body_timeout_s=env.resolve(body_timeout_s, env.BODY_TIMEOUT_S, cls.body_timeout_s, float),
             max_connections=env.resolve(max_connections, env.MAX_CONNECTIONS, cls.max_connections, int),
+            graceful_timeout_s=env.resolve(graceful_timeout_s, env.GRACEFUL_TIMEOUT_S, cls.graceful_timeout_s, float),
         )
 
 

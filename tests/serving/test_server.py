@@ -103,3 +103,41 @@ def test_broken_manifest_is_a_clear_error(tmp_path):
     (tmp_path / "router.json").write_text("{}")
     with pytest.raises(BundleError):
         resolve_model_dir(tmp_path)
+
+
+def test_sigterm_answers_a_long_batch_in_json_and_exits_within_the_grace_period(serving_bundle):
+    # Issue 18, finding 5: a long JSON Lines batch in flight at SIGTERM got a plain-text 500 at uvicorn's timeout,
+    # and its orphaned work ran on (exit 57 s after the signal).
+    grace = 4.0
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start_process(serve_args(serving_bundle, port, "--graceful-timeout", str(grace), "--max-batch-size", "1", "--threads", "1"))
+    try:
+        wait_until_ready(process, base)
+        # GIVEN a batch far longer than the grace period (one text per model call)
+        lines = "".join(json.dumps({"id": i, "text": f"where is my parcel courier {i}"}) + "\n" for i in range(30_000))
+        answer = {}
+
+        def in_flight():
+            response = httpx.post(f"{base}/invocations", content=lines, headers={"Content-Type": "application/jsonlines"}, timeout=60)
+            answer.update(status=response.status_code, body=response.content, at=time.monotonic())
+
+        client = threading.Thread(target=in_flight)
+        client.start()
+        time.sleep(1.5)
+        # WHEN SIGTERM arrives while it is computed
+        sent_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=grace + 10)
+        exited_after = time.monotonic() - sent_at
+        client.join(timeout=30)
+        _, output = stop(process)
+    finally:
+        stop(process)
+    print(f"SIGTERM with a 30,000-line batch in flight: answered {answer.get('status')} after {answer['at'] - sent_at:.1f} s, exit after {exited_after:.1f} s")
+    # THEN it is answered in JSON (a JSON 503 shutting_down, since it cannot finish in time), and the process exits within the grace period
+    assert answer["status"] in (200, 503)
+    if answer["status"] == 503:
+        assert json.loads(answer["body"])["code"] == "shutting_down"
+    assert exited_after < grace and code == 0, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
