@@ -45,12 +45,14 @@ from sav_router.calibration.settings import CalibrationSettings
 from sav_router.core.stats import clopper_pearson_lower
 from sav_router.calibration.temperature import expected_calibration_error, fit_temperature, softmax
 from sav_router.calibration.thresholds import (
+    ROUTE_NOTHING,
     ROUTES_NOTHING,
     CalibrationResult,
     calibrate,
     confidence_and_gap,
     min_trials,
     routed_statistics,
+    vote_threshold_for,
 )
 
 METHOD = (
@@ -63,14 +65,23 @@ CONFIDENCE_QUANTILES = tuple(float(q) for q in np.round(np.linspace(0.0, 0.99, 1
 
 @dataclass(frozen=True)
 class Setting:
-    """One candidate policy: route when novelty <= `novelty`, gap >= `margin`, confidence >= `threshold`."""
+    """One candidate policy: route when novelty <= `novelty`, gap >= `margin`, confidence >= `threshold`,
+    and (with outlier exposure) out-of-scope votes <= `votes` (None: no vote test)."""
 
     novelty: float
     margin: float
     threshold: float
+    votes: int | None = None
 
-    def routes(self, conf: np.ndarray, gap: np.ndarray, novelty: np.ndarray) -> np.ndarray:
-        return (novelty <= self.novelty) & (gap >= self.margin) & (conf >= self.threshold)
+    def novel(self, novelty: np.ndarray, votes: np.ndarray | None = None) -> np.ndarray:
+        """Rows a novelty test flags (the distance test, or the vote test)."""
+        flagged = novelty > self.novelty
+        if self.votes is not None and votes is not None:
+            flagged = flagged | (votes > self.votes)
+        return flagged
+
+    def routes(self, conf: np.ndarray, gap: np.ndarray, novelty: np.ndarray, votes: np.ndarray | None = None) -> np.ndarray:
+        return ~self.novel(novelty, votes) & (gap >= self.margin) & (conf >= self.threshold)
 
 
 def tuning_mask(n: int, *, share: float, seed: int) -> np.ndarray:
@@ -83,21 +94,57 @@ def tuning_mask(n: int, *, share: float, seed: int) -> np.ndarray:
     return mask
 
 
-def candidate_settings(conf: np.ndarray, novelty: np.ndarray, margins: Sequence[float]) -> list[Setting]:
-    """The grid: quantiles of the sample's novelty and confidence scores, times the margins."""
-    novelty_values = np.unique(np.quantile(novelty, NOVELTY_QUANTILES))
+def candidate_settings(
+    conf: np.ndarray,
+    novelty: np.ndarray,
+    margins: Sequence[float],
+    *,
+    votes: np.ndarray | None = None,
+    vote_k: int = 10,
+    max_novelty: float | None = None,
+    max_votes: int | None = None,
+) -> list[Setting]:
+    """The grid: quantiles of the sample's novelty (distance) and confidence scores, times the margins,
+    times (with `votes`) the vote thresholds 0..`max_votes` (None: 0..vote_k - 1 and no vote test).
+
+    `max_novelty` / `max_votes`: the loosest distance / vote thresholds allowed (distance values
+    above it are replaced by it), so that neither test is looser than its own in-scope threshold.
+    """
+    novelty_values = np.quantile(novelty, NOVELTY_QUANTILES)
+    if max_novelty is not None:
+        novelty_values = np.minimum(novelty_values, max_novelty)
+    novelty_values = np.unique(novelty_values)
     confidence_values = np.unique(np.quantile(conf, CONFIDENCE_QUANTILES))
-    return [Setting(float(t), float(m), float(c)) for t in novelty_values for m in margins for c in confidence_values]
+    if votes is None:
+        vote_values: list[int | None] = [None]
+    else:
+        vote_values = [*range(vote_k), None] if max_votes is None else list(range(int(max_votes) + 1))
+    return [Setting(float(t), float(m), float(c), v) for t in novelty_values for v in vote_values for m in margins for c in confidence_values]
 
 
-def pareto_front(settings: Sequence[Setting], conf, gap, novelty, correct) -> list[Setting]:
+def _routed_counts(settings: Sequence[Setting], conf, gap, novelty, votes, correct) -> tuple[np.ndarray, np.ndarray]:
+    """Routed and correctly routed rows per setting (grouped by their novelty tests and margin: one pass per group)."""
+    counts = np.zeros(len(settings), dtype=np.int64)
+    hits = np.zeros(len(settings), dtype=np.int64)
+    groups: dict[tuple, list[int]] = {}
+    for i, setting in enumerate(settings):
+        groups.setdefault((setting.novelty, setting.votes, setting.margin), []).append(i)
+    for (novelty_t, votes_t, margin), members in groups.items():
+        base = ~Setting(novelty_t, margin, 0.0, votes_t).novel(novelty, votes) & (gap >= margin)
+        thresholds = np.array([settings[i].threshold for i in members])
+        routed = base[:, None] & (conf[:, None] >= thresholds[None, :])
+        counts[members] = routed.sum(axis=0)
+        hits[members] = (routed & correct[:, None]).sum(axis=0)
+    return counts, hits
+
+
+def pareto_front(settings: Sequence[Setting], conf, gap, novelty, correct, votes=None) -> list[Setting]:
     """Settings no other beats on both routed share and error rate (on these rows), safest first."""
     scored = []
-    for setting in settings:
-        routed = setting.routes(conf, gap, novelty)
-        count = int(routed.sum())
+    counts, hits = _routed_counts(settings, conf, gap, novelty, votes, correct)
+    for setting, count, hit in zip(settings, counts.tolist(), hits.tolist()):
         if count:
-            scored.append((count, 1.0 - (routed & correct).sum() / count, setting))
+            scored.append((count, 1.0 - hit / count, setting))
     scored.sort(key=lambda row: (-row[0], row[1]))  # most routed first; at equal count, fewest errors
     front, best_error = [], np.inf
     for count, error, setting in scored:
@@ -122,7 +169,7 @@ def first_test_size(n: int, *, target: float, confidence: float) -> int:
     return min(size, max(n_min, n // 3))
 
 
-def certify_along(front: Sequence[Setting], conf, gap, novelty, correct, *, target: float, confidence: float) -> Setting | None:
+def certify_along(front: Sequence[Setting], conf, gap, novelty, correct, *, target: float, confidence: float, votes=None) -> Setting | None:
     """Fixed-sequence testing along the front; the passed setting that routes the most, or None.
 
     Tested: the settings routing at least `first_test_size` rows, each routing at
@@ -133,7 +180,7 @@ def certify_along(front: Sequence[Setting], conf, gap, novelty, correct, *, targ
     step = max(1, len(conf) // 100)
     best, best_routed, last_tested = None, -1, -1
     for setting in front:
-        routed = setting.routes(conf, gap, novelty)
+        routed = setting.routes(conf, gap, novelty, votes)
         count = int(routed.sum())
         if count < start or count < last_tested + step:
             continue
@@ -155,16 +202,23 @@ def select_setting(
     target: float,
     confidence: float,
     margins: Sequence[float],
+    votes: np.ndarray | None = None,
+    vote_k: int = 10,
+    max_novelty: float | None = None,
+    max_votes: int | None = None,
 ) -> tuple[Setting | None, list[Setting], list[Setting]]:
     """Pareto testing on scores: (the chosen setting or None, the grid, the front).
 
     `correct` must be False for out-of-scope rows; `tuning` marks the rows that
-    rank the settings, the others test them.
+    rank the settings, the others test them. `votes` (out-of-scope neighbours per
+    row): the vote test's threshold is chosen too; `max_novelty`, `max_votes`: see `candidate_settings`.
     """
     testing = ~tuning
-    settings = candidate_settings(conf, novelty, margins)
-    front = pareto_front(settings, conf[tuning], gap[tuning], novelty[tuning], correct[tuning])
-    chosen = certify_along(front, conf[testing], gap[testing], novelty[testing], correct[testing], target=target, confidence=confidence)
+    settings = candidate_settings(conf, novelty, margins, votes=votes, vote_k=vote_k, max_novelty=max_novelty, max_votes=max_votes)
+    part = (lambda mask: None) if votes is None else (lambda mask: votes[mask])
+    front = pareto_front(settings, conf[tuning], gap[tuning], novelty[tuning], correct[tuning], part(tuning))
+    chosen = certify_along(front, conf[testing], gap[testing], novelty[testing], correct[testing], target=target, confidence=confidence,
+                           votes=part(testing))
     return chosen, settings, front
 
 
@@ -178,20 +232,27 @@ def calibrate_joint(
     target_precision: float = 0.95,
     confidence: float = 0.95,
     margins: Sequence[float] = (0.1,),
+    votes: np.ndarray | None = None,
+    vote_k: int = 10,
+    max_novelty: float | None = None,
+    max_votes: int | None = None,
 ) -> CalibrationResult:
     """Pick (novelty threshold, margin, confidence threshold) on a traffic sample.
 
     `labels`: index into `label_names`, or -1 for an out-of-scope row (never
     right to route). `novelty`: the detector's score per row (higher = more
-    novel; for tuning rows that are outlier exposure, scored without themselves).
-    `tuning`: mask of the rows that fit the temperature and rank the settings;
-    the others certify.
+    novel), or with `votes` its distance test's score; `votes`: out-of-scope
+    neighbours per row (for tuning rows that are outlier exposure, both scored
+    without themselves), whose threshold is then chosen too. `tuning`: mask of
+    the rows that fit the temperature and rank the settings; the others certify.
+    `max_novelty`, `max_votes`: the loosest distance and vote thresholds allowed.
     """
     if not 0 < target_precision < 1 or not 0 < confidence < 1:
         raise ValueError("target precision and confidence must be in (0, 1)")
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     novelty = np.asarray(novelty, dtype=np.float64)
+    votes = None if votes is None else np.asarray(votes, dtype=np.int64)
     tuning = np.asarray(tuning, dtype=bool)
     if not (len(logits) == len(labels) == len(novelty) == len(tuning)):
         raise ValueError("logits, labels, novelty scores and the tuning mask must have one row per calibrate request")
@@ -208,8 +269,8 @@ def calibrate_joint(
     conf, gap = confidence_and_gap(probs)
 
     margins = sorted(set(float(m) for m in margins)) or [0.0]
-    chosen, settings, front = select_setting(conf, gap, correct, novelty, tuning, target=target_precision,
-                                             confidence=confidence, margins=margins)
+    chosen, settings, front = select_setting(conf, gap, correct, novelty, tuning, target=target_precision, confidence=confidence,
+                                             margins=margins, votes=votes, vote_k=vote_k, max_novelty=max_novelty, max_votes=max_votes)
 
     n_test, n_out = int(testing.sum()), int((~in_scope).sum())
     base = dict(
@@ -228,17 +289,17 @@ def calibrate_joint(
         front_size=len(front),
     )
     if chosen is None:
-        strictest = min(s.novelty for s in settings)
+        strictest = Setting(min(s.novelty for s in settings), max(margins), ROUTE_NOTHING, None if votes is None else 0)
         return CalibrationResult(
             margin=max(margins), **ROUTES_NOTHING,
-            ood_threshold=strictest, ood_excluded=int((novelty > strictest).sum()),
+            ood_threshold=strictest.novelty, vote_threshold=strictest.votes, ood_excluded=int(strictest.novel(novelty, votes).sum()),
             message=(
                 f"no (novelty, confidence, margin) setting reaches precision {target_precision} with {confidence:.0%} "
                 f"confidence on the {n_test} testing rows of {n} calibrate rows ({n_out} out of scope): the bundle routes nothing"
             ),
             **base,
         )
-    routed_mask = chosen.routes(conf, gap, novelty) & testing
+    routed_mask = chosen.routes(conf, gap, novelty, votes) & testing
     stats = routed_statistics(routed_mask[testing], correct[testing], confidence=confidence)
     return CalibrationResult(
         threshold=chosen.threshold,
@@ -247,10 +308,11 @@ def calibrate_joint(
         guarantee_met=True,
         **stats,
         ood_threshold=chosen.novelty,
-        ood_excluded=int((novelty > chosen.novelty).sum()),
+        vote_threshold=chosen.votes,
+        ood_excluded=int(chosen.novel(novelty, votes).sum()),
         routed_out_of_scope=int((routed_mask & ~in_scope).sum()),
         message=(
-            f"novelty <= {chosen.novelty:.4f}, threshold {chosen.threshold:.4f} (margin {chosen.margin}) route "
+            f"novelty <= {chosen.novelty:.4f}{'' if chosen.votes is None else f' and out-of-scope votes <= {chosen.votes}'}, threshold {chosen.threshold:.4f} (margin {chosen.margin}) route "
             f"{stats['routed']}/{n_test} testing rows of {n} calibrate rows ({n_out} out of scope); precision >= "
             f"{target_precision} with {confidence:.0%} confidence on traffic like this sample, off-topic share included"
         ),
@@ -275,13 +337,22 @@ def calibrate_on_traffic(
 
     `detector`: fitted on the training embeddings; it is given the out-of-scope
     teach rows (`outlier_embeddings`) and the tuning part's out-of-scope rows as
-    outlier exposure, and its threshold is set to the chosen novelty threshold.
+    outlier exposure, and its thresholds are set to the chosen ones.
 
     A sample with no out-of-scope row has nothing to teach about novelty: it is
-    calibrated whole by the single Learn-then-Test (`thresholds.calibrate`, novelty
-    threshold at the detector's quantile of the sample), which certifies from all
-    its rows. On dev samples of 150 / 300 / 600 in-scope requests that routed 79 /
-    63 / 95 % against 24 / 66 / 88 % for the split (BENCHMARKS.md).
+    calibrated whole by the single Learn-then-Test (`thresholds.calibrate`), which
+    certifies from all its rows, after each novelty test's threshold is set from
+    the sample (`detector.fit_threshold`: the false-alarm budget split between the
+    distance test and, with exposure, the vote test). On dev samples of 150 / 300
+    / 600 in-scope requests that routed 79 / 63 / 95 % against 24 / 66 / 88 % for
+    the split (BENCHMARKS.md).
+
+    With out-of-scope rows, the distance and vote thresholds are chosen jointly with
+    the confidence threshold and certified, but neither is looser than its test's own
+    threshold from the tuning part's in-scope rows at its share of the false-alarm
+    budget (`max_novelty`, `max_votes`, what `fit_threshold` would set there): the
+    certified choice may only tighten the tests, and exposure can only add to what
+    the distance test flags.
     """
     labels = np.asarray(labels, dtype=np.int64)
     embeddings = np.asarray(embeddings, dtype=np.float32)
@@ -293,18 +364,35 @@ def calibrate_on_traffic(
         result = calibrate(logits, labels, label_names, target_precision=settings.target_precision, confidence=settings.confidence,
                            margins=settings.margins, in_distribution=novelty <= detector.threshold_, min_label_support=settings.min_label_support)
         result.ood_threshold = float(detector.threshold_)
+        result.vote_threshold = getattr(detector, "vote_threshold", None)
         return result, novelty
     tuning = tuning_mask(len(labels), share=settings.tuning_share, seed=settings.seed)
     exemplars = tuning & (labels < 0)
     teach_outliers = np.zeros((0, embeddings.shape[1]), np.float32) if outlier_embeddings is None else np.asarray(outlier_embeddings, np.float32)
     detector.fit_outliers(np.concatenate([teach_outliers, embeddings[exemplars]]))
-    novelty = detector.score(embeddings)
     # an exemplar is its own nearest out-of-scope example: score it without itself
     own = np.full(len(labels), -1)
     own[exemplars] = len(teach_outliers) + np.arange(int(exemplars.sum()))
-    novelty[exemplars] = detector.score(embeddings[exemplars], own_outlier=own[exemplars])
-    result = calibrate_joint(logits, labels, label_names, novelty, tuning=tuning,
+    two_tests = hasattr(detector, "components")
+    if two_tests:
+        distance, votes = detector.components(embeddings)
+        distance[exemplars], votes[exemplars] = detector.components(embeddings[exemplars], own_outlier=own[exemplars])
+        in_scope_tuning = tuning & (labels >= 0)
+        cap = detector.distance_threshold_for(distance[in_scope_tuning]) if in_scope_tuning.any() else None
+        vote_k = detector.vote_k
+        max_votes = vote_threshold_for(votes[in_scope_tuning], detector.budgets()[1], vote_k) if in_scope_tuning.any() else None
+        if not detector.exposed:
+            votes = None
+    else:  # a detector without outlier exposure: one score, one threshold
+        distance, votes, cap, vote_k, max_votes = detector.score(embeddings), None, None, 0, None
+    result = calibrate_joint(logits, labels, label_names, distance, tuning=tuning, votes=votes, vote_k=vote_k, max_votes=max_votes,
+                             max_novelty=cap if cap is not None and np.isfinite(cap) else None,
                              target_precision=settings.target_precision, confidence=settings.confidence, margins=settings.margins)
     result.exposure_rows = int(exemplars.sum())
-    detector.threshold_ = float(result.ood_threshold)
+    if two_tests:
+        detector.set_thresholds(float(result.ood_threshold), result.vote_threshold)
+        novelty = detector.combine(distance, np.zeros(len(distance), np.int64) if votes is None else votes)
+    else:
+        detector.threshold_ = float(result.ood_threshold)
+        novelty = distance
     return result, novelty

@@ -120,6 +120,8 @@ class CalibrationResult:
     # Joint calibration on a traffic sample (`sav_router.calibration.joint`) also chooses the
     # novelty threshold and counts out-of-scope rows; None / 0 for teach-carved calibration.
     ood_threshold: float | None = None
+    # With outlier exposure, the out-of-scope neighbour test's threshold (escalate above it; None: no vote test).
+    vote_threshold: int | None = None
     out_of_scope: int = 0
     routed_out_of_scope: int = 0
     novelty_thresholds_tried: list[float] = field(default_factory=list)
@@ -145,6 +147,18 @@ def routed_statistics(routed_mask: np.ndarray, correct: np.ndarray, *, confidenc
     routed, hits = int(routed_mask.sum()), int((routed_mask & correct).sum())
     return dict(routed=routed, correct=hits, lower_bound=clopper_pearson_lower(hits, routed, confidence),
                 empirical_precision=hits / routed if routed else 0.0, coverage=routed / n if n else 0.0)
+
+
+def vote_threshold_for(votes: np.ndarray, budget: float, vote_k: int) -> int | None:
+    """The smallest vote count t whose exceedance (votes > t) among held-out in-scope rows is within `budget`.
+
+    None when even t = vote_k - 1 exceeds it (the vote test never fires: no row has more than vote_k votes).
+    """
+    votes = np.asarray(votes)
+    for t in range(vote_k):
+        if len(votes) and float((votes > t).mean()) <= budget:
+            return t
+    return None
 
 
 def confidence_and_gap(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,15 +14,23 @@ both with a threshold at a high quantile of held-out in-distribution scores:
   requests far better (AUROC 0.94 against 0.83-0.86 for Mahalanobis;
   `benchmarks/open_set_dev.py`, BENCHMARKS.md).
 
-A bundle records its detector's method; loading refuses a method it does not
-know rather than guessing.
+With outlier exposure (requests answered out of scope), `knn` runs a second
+test, the out-of-scope neighbour vote, with its own threshold: escalate when
+either fires (`NearestNeighbourOOD`; issue 23: exposure can only add).
+
+A bundle records its detector's method and, for `knn`, its formula; loading
+refuses a method or formula it does not know rather than guessing, and scores
+a bundle of the previous formula exactly as before.
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
+
+from sav_router.calibration.thresholds import vote_threshold_for
 
 
 class OODDetector:
@@ -54,6 +62,10 @@ class OODDetector:
     def params(self) -> dict[str, object]:
         """Constructor arguments besides the quantile, recorded in the manifest."""
         return {}
+
+    def novelty_tests(self, embeddings: np.ndarray, *, threshold: float | None = None) -> dict[str, np.ndarray]:
+        """Per novelty test, the rows it flags at `threshold` (default: the detector's): one test here, the distance."""
+        return {DISTANCE: self.score(embeddings) > (self.threshold_ if threshold is None else float(threshold))}
 
 
 class MahalanobisOOD(OODDetector):
@@ -105,32 +117,84 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-class NearestNeighbourOOD(OODDetector):
-    """Cosine distance to the k-th nearest training embedding; with outlier
-    exposure, plus how many of the request's `vote_k` nearest annotated requests
-    were answered out of scope.
+# Names of the novelty tests: the evaluation report counts per test what each flagged.
+DISTANCE = "distance"  # far from every training request (the nearest-neighbour distance)
+NEIGHBOURS = "out_of_scope_neighbours"  # among requests answered out of scope (the neighbour vote)
+COMBINED = "distance_plus_votes"  # the previous formula's single test (bundles trained before the two tests)
+TWO_TESTS = "two-tests"  # the formula recorded in new bundles' params
+VOTE_SUM = "vote-sum"  # the previous formula: score = distance + votes, one threshold (never recorded: no "formula" key)
 
-    Why a vote and not a distance to the nearest out-of-scope example: fine-tuning
-    pulls requests on unannotated topics next to the annotated topic they resemble,
-    so an off-topic request is rarely much closer to one off-topic example than to
-    every training request, but its neighbourhood is full of them. On the Banking77
-    dev protocol (half of a traffic sample's out-of-scope rows as exposure) the
-    vote separates unseen intents at AUROC 0.965-0.982 against 0.941-0.949 for the
-    nearest-example difference and 0.922-0.926 without exposure
-    (`benchmarks/traffic_calibration_dev.py`, BENCHMARKS.md).
+
+def fired_tests(ood_score: float, params: dict, threshold: float) -> list[str]:
+    """Which novelty tests a logged `ood_score` fired, from the bundle's `ood.params` and threshold (pure arithmetic).
+
+    A two-test score is distance + vote_step x (votes beyond the vote threshold), and
+    vote_step exceeds any cosine distance, so the score gives both parts back.
+    """
+    if ood_score is None or threshold is None or not ood_score > threshold:
+        return []
+    if (params or {}).get("formula") != TWO_TESTS:
+        return [COMBINED] if (params or {}).get("vote_k") is not None else [DISTANCE]
+    step = float(params.get("vote_step") or 2.0)
+    excess = math.floor(ood_score / step) if params.get("vote_threshold") is not None else 0
+    fired = [DISTANCE] if ood_score - step * excess > threshold else []
+    return fired + ([NEIGHBOURS] if excess > 0 else [])
+
+
+class NearestNeighbourOOD(OODDetector):
+    """Two novelty tests in the model's embedding space; escalate when either fires.
+
+    - **distance**: one minus the cosine similarity to the k-th nearest training
+      request (Sun et al., 2022). Its threshold is a quantile of held-out
+      in-scope distances and never depends on out-of-scope examples.
+    - **out-of-scope neighbours** (only with outlier exposure: requests answered
+      out of scope): how many of the request's `vote_k` nearest annotated
+      requests (training requests and out-of-scope examples together) were
+      answered out of scope. Fine-tuning pulls requests on unannotated topics next
+      to the annotated topic they resemble, so an off-topic request is rarely far
+      from every training request, but its neighbourhood is full of out-of-scope
+      examples (AUROC 0.965-0.982 against 0.922-0.926 without exposure on the
+      Banking77 dev protocol, `benchmarks/traffic_calibration_dev.py`).
+
+    Why two tests and not one score (the previous formula: distance + one per
+    out-of-scope neighbour, one threshold at the quantile of held-out scores): when
+    annotated topics sit next to the exposure, their held-out requests collect
+    votes, that quantile jumps above any plausible distance and the distance test
+    is silently switched off: exposure made the router worse at spotting off-topic
+    requests (issue 23). Now each test has its own threshold from held-out in-scope
+    requests and the false-alarm budget (1 - quantile) is split between them
+    (`vote_share` to the vote test), so exposure can only add what the vote test
+    flags to what the distance test flags at its share of the budget.
+
+    One score carries both tests for the routing policy: distance + `vote_step` x
+    (votes beyond `vote_threshold`), with `vote_step` larger than any cosine
+    distance, so "score > threshold_" is "distance > threshold_ or votes >
+    vote_threshold" and the score still reads as a distance when no vote test
+    fires (exactly the distance without exposure). Until thresholds are fitted,
+    and in bundles of the previous formula, `vote_threshold` is 0 and `vote_step`
+    1: the previous score, distance + votes, exactly.
     """
 
     METHOD = "knn-cosine"
     VOTE_K = 10
+    VOTE_SHARE = 0.5
+    VOTE_STEP = 2.0  # > 2, the largest cosine distance: a vote beyond the threshold always fires
 
-    def __init__(self, quantile: float = 0.99, k: int = 1, vote_k: int = VOTE_K) -> None:
+    def __init__(self, quantile: float = 0.99, k: int = 1, vote_k: int = VOTE_K, vote_share: float = VOTE_SHARE) -> None:
         super().__init__(quantile)
         self.k = k
         self.vote_k = vote_k
+        self.vote_share = vote_share
+        # the previous formula's reading until `fit_threshold` / `set_thresholds`
+        self.formula = VOTE_SUM
+        self.vote_threshold: int | None = 0
+        self.vote_step = 1.0
 
     def fit(self, embeddings: np.ndarray, labels: np.ndarray | None = None) -> "NearestNeighbourOOD":
         if self.k < 1 or self.vote_k < 1:
             raise ValueError("k and vote_k must be at least 1")
+        if not 0 < self.vote_share < 1:
+            raise ValueError("vote_share must be in (0, 1)")
         # float16 halves the bundle; cosine similarities move by < 1e-3
         self.bank_ = _unit_rows(embeddings).astype(np.float16)
         self._bank32 = self.bank_.astype(np.float32)
@@ -145,33 +209,93 @@ class NearestNeighbourOOD(OODDetector):
             self.outliers_ = self._outliers32 = None
         return self
 
-    def score(self, embeddings: np.ndarray, *, own_outlier: np.ndarray | None = None, chunk: int = 1024) -> np.ndarray:
-        """1 - cosine similarity to the k-th nearest training request; with outlier
-        exposure, plus the number of out-of-scope examples among the `vote_k`
-        nearest of training requests and out-of-scope examples together (0 without
-        exposure, so the score is then exactly the distance)."""
+    @property
+    def exposed(self) -> bool:
+        return getattr(self, "_outliers32", None) is not None
+
+    def components(self, embeddings: np.ndarray, *, own_outlier: np.ndarray | None = None, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the distance (1 - cosine similarity to the k-th nearest training request) and
+        the vote (out-of-scope examples among the `vote_k` nearest of training requests and
+        out-of-scope examples together; 0 without exposure). `own_outlier`: per row, the index
+        of its own out-of-scope example to leave out (-1: none), so an example does not vote for itself."""
         x = _unit_rows(embeddings)
         own = None if own_outlier is None else np.asarray(own_outlier, dtype=np.int64)
         k = min(self.k, len(self._bank32))
         outliers = getattr(self, "_outliers32", None)
-        out = np.empty(len(x), dtype=np.float64)
+        distance = np.empty(len(x), dtype=np.float64)
+        votes = np.zeros(len(x), dtype=np.int64)
         for start in range(0, len(x), chunk):
             similarity = x[start : start + chunk] @ self._bank32.T
             kth = np.partition(similarity, -k, axis=1)[:, -k]
-            out[start : start + chunk] = 1.0 - kth
+            distance[start : start + chunk] = 1.0 - kth
             if outliers is not None:
                 to_outliers = x[start : start + chunk] @ outliers.T
-                if own is not None:  # an example does not vote for itself
+                if own is not None:
                     rows = np.where(own[start : start + chunk] >= 0)[0]
                     to_outliers[rows, own[start : start + chunk][rows]] = -np.inf
                 both = np.concatenate([similarity, to_outliers], axis=1)
-                votes = min(self.vote_k, both.shape[1])
-                nearest = np.argpartition(-both, votes - 1, axis=1)[:, :votes]
-                out[start : start + chunk] += (nearest >= similarity.shape[1]).sum(axis=1)
-        return out
+                count = min(self.vote_k, both.shape[1])
+                nearest = np.argpartition(-both, count - 1, axis=1)[:, :count]
+                votes[start : start + chunk] = (nearest >= similarity.shape[1]).sum(axis=1)
+        return distance, votes
+
+    def combine(self, distance: np.ndarray, votes: np.ndarray) -> np.ndarray:
+        """The one score the policy compares with `threshold_`: distance + vote_step x votes beyond the vote threshold."""
+        distance = np.asarray(distance, dtype=np.float64)
+        if self.vote_threshold is None or not self.exposed:
+            return distance.copy()
+        return distance + self.vote_step * np.maximum(np.asarray(votes) - self.vote_threshold, 0)
+
+    def score(self, embeddings: np.ndarray, *, own_outlier: np.ndarray | None = None, chunk: int = 1024) -> np.ndarray:
+        """The novelty score (higher = more novel); exactly the distance without exposure."""
+        return self.combine(*self.components(embeddings, own_outlier=own_outlier, chunk=chunk))
+
+    def budgets(self) -> tuple[float, float]:
+        """The false-alarm budget (1 - quantile) split: (distance test's, vote test's); all to distance without exposure."""
+        alpha = 1.0 - self.quantile
+        return (alpha * (1.0 - self.vote_share), alpha * self.vote_share) if self.exposed else (alpha, 0.0)
+
+    def distance_threshold_for(self, in_scope_distances: np.ndarray) -> float:
+        """The distance test's threshold: held-out in-scope distances at the distance test's share of the budget."""
+        distances = np.asarray(in_scope_distances, dtype=np.float64)
+        return float(np.quantile(distances, 1.0 - self.budgets()[0])) if len(distances) else float("inf")
+
+    def fit_threshold(self, in_distribution_embeddings: np.ndarray) -> "NearestNeighbourOOD":
+        """Each test's threshold from held-out in-scope requests, the budget split between them.
+
+        Without exposure: the distance at the `quantile`, exactly as before. With it: the
+        distance at 1 - (1 - quantile) x (1 - vote_share), and the smallest vote count
+        that at most (1 - quantile) x vote_share of those requests exceed.
+        """
+        distance, votes = self.components(in_distribution_embeddings)
+        vote_threshold = vote_threshold_for(votes, self.budgets()[1], self.vote_k) if self.exposed else None
+        return self.set_thresholds(self.distance_threshold_for(distance), vote_threshold)
+
+    def set_thresholds(self, distance: float, votes: int | None) -> "NearestNeighbourOOD":
+        """Fire when distance > `distance` or votes > `votes` (None: no vote test)."""
+        self.formula = TWO_TESTS
+        self.threshold_ = float(distance)
+        self.vote_threshold = None if votes is None else int(votes)
+        self.vote_step = max(self.VOTE_STEP, math.floor(self.threshold_) + 1.0) if math.isfinite(self.threshold_) else self.VOTE_STEP
+        return self
+
+    def novelty_tests(self, embeddings: np.ndarray, *, threshold: float | None = None) -> dict[str, np.ndarray]:
+        """Per test, the rows it flags at `threshold` (default: the detector's; an operator may tighten it)."""
+        threshold = self.threshold_ if threshold is None else float(threshold)
+        distance, votes = self.components(embeddings)
+        score = self.combine(distance, votes)
+        if self.formula != TWO_TESTS:
+            return {COMBINED if self.exposed else DISTANCE: score > threshold}
+        flags = {DISTANCE: distance > threshold}
+        if self.exposed and self.vote_threshold is not None:
+            flags[NEIGHBOURS] = (votes > self.vote_threshold) & (score > threshold)
+        return flags
 
     def params(self) -> dict[str, object]:
-        return {"k": self.k, "vote_k": self.vote_k}
+        params: dict[str, object] = {"k": self.k, "vote_k": self.vote_k}
+        if self.formula == TWO_TESTS:
+            params |= {"formula": TWO_TESTS, "vote_share": self.vote_share, "vote_threshold": self.vote_threshold, "vote_step": self.vote_step}
+        return params
 
     def tensors(self) -> dict[str, np.ndarray]:
         tensors = {"bank": self.bank_}
@@ -181,17 +305,27 @@ class NearestNeighbourOOD(OODDetector):
 
     @classmethod
     def from_tensors(
-        cls, tensors: dict[str, np.ndarray], *, threshold: float, quantile: float, k: int = 1, vote_k: int | None = None, **_params
+        cls, tensors: dict[str, np.ndarray], *, threshold: float, quantile: float, k: int = 1, vote_k: int | None = None,
+        formula: str | None = None, vote_share: float = VOTE_SHARE, vote_threshold: int | None = None, vote_step: float | None = None,
+        **_params,
     ) -> "NearestNeighbourOOD":
         if "outliers" in tensors and vote_k is None:
             # bundles of the first outlier-exposure formula (distance to the nearest example) would score differently now
             raise ValueError("this bundle's outlier exposure predates the neighbour vote (no vote_k recorded): retrain it")
-        detector = cls(quantile=quantile, k=int(k), vote_k=int(vote_k or cls.VOTE_K))
+        if formula not in (None, TWO_TESTS):
+            raise ValueError(f"unknown novelty formula {formula!r} in the bundle (this version knows: {TWO_TESTS}): upgrade sav-router")
+        detector = cls(quantile=quantile, k=int(k), vote_k=int(vote_k or cls.VOTE_K), vote_share=float(vote_share))
         detector.bank_ = np.asarray(tensors["bank"], dtype=np.float16)
         detector._bank32 = detector.bank_.astype(np.float32)
         if "outliers" in tensors:
             detector.fit_outliers(np.asarray(tensors["outliers"], dtype=np.float32))
         detector.threshold_ = float(threshold)
+        if formula == TWO_TESTS:
+            # as recorded, not recomputed: the bundle scores as it was calibrated
+            detector.formula = TWO_TESTS
+            detector.vote_threshold = None if vote_threshold is None else int(vote_threshold)
+            detector.vote_step = float(vote_step if vote_step is not None else cls.VOTE_STEP)
+        # else: the previous formula (distance + one per out-of-scope neighbour, one threshold), scored exactly as before
         return detector
 
 
