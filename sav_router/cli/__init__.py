@@ -7,6 +7,7 @@
     select.py        select                      importing.py   import
     review.py        review, audit               monitoring.py  monitor
     discovery.py     discover                    serving.py     serve, export-onnx
+    doubts.py        doubts, settle
     console.py       console, console users      quickstart.py  quickstart
 
 Command modules are thin: they parse, call the library (the same calls the console
@@ -27,6 +28,7 @@ from sav_router.cli import (
     compare,
     console,
     discovery,
+    doubts,
     evaluation,
     monitoring,
     quickstart,
@@ -40,7 +42,7 @@ from sav_router.cli import (
 from sav_router.cli.options import EXIT_USAGE, UsageError
 
 COMMAND_MODULES = (training, evaluation, registry, route, compare, select, importing, quickstart, review, serving,
-                   monitoring, discovery, console)
+                   monitoring, discovery, doubts, console)
 
 
 def build_parser() -> argparse.ArgumentParser:

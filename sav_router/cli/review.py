@@ -13,7 +13,8 @@ from sav_router.core.stats import CONFIDENCE
 
 def add_review_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("review", help="answer escalated requests in the terminal (local queue or the AWS SQS review queue)")
-    parser.add_argument("--queue", default="local", metavar="local|SQS_URL", help="the workspace queue (default) or the SQS review queue URL")
+    parser.add_argument("--queue", default="local", metavar="local|recheck|SQS_URL",
+                        help="the workspace queue (default), its re-check queue of doubted annotations (blind), or the SQS review queue URL")
     add_workspace(parser)
     parser.add_argument("--bucket", help="artifacts bucket the answers go to (required with an SQS queue)")
     add_annotation_prefix(parser)
@@ -32,7 +33,11 @@ def _cmd_review(args: argparse.Namespace) -> int:
     from sav_router.review.session import known_labels_for, run_session
 
     workspace = Workspace(args.workspace)
-    if args.queue == "local":
+    if args.queue == "recheck":
+        from sav_router.review.recheck import RecheckQueue
+
+        queue = RecheckQueue(workspace)
+    elif args.queue == "local":
         from sav_router.review.queue import LocalReviewQueue
 
         queue = LocalReviewQueue(workspace)

@@ -187,6 +187,14 @@ class Workspace:
         )
         write_json_atomic(self.root / REGISTRY, registry)
 
+    def annotation_files(self) -> list[Path]:
+        """The annotation drops, oldest first (stamped names), rejects files left out."""
+        from sav_router.data.annotations import DATA_SUFFIXES
+
+        folder = self.path("annotations")
+        files = folder.rglob("*") if folder.is_dir() else []
+        return sorted(p for p in files if p.is_file() and p.name.lower().endswith(DATA_SUFFIXES) and not p.name.endswith(".rejects.jsonl"))
+
     def comparison_dir(self, version: str) -> Path:
         """Where a candidate's comparison with production is written, and where `promote` reads it."""
         return self.path("evaluations", version, "comparison")

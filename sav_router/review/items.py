@@ -21,6 +21,7 @@ from sav_router.core.clock import utc_now
 
 REVIEW_SOURCE = "review"  # answers to escalations: teach annotations
 AUDIT_SOURCE = "audit"  # answers to audit samples: check annotations, never trained on
+RECHECK_SOURCE = "recheck"  # a doubted annotation settled by blind second (and third) opinions
 
 
 class ItemError(ValueError):
@@ -38,6 +39,7 @@ class ReviewItem:
     top_k: tuple[tuple[str, float], ...] = ()
     model_version: str | None = None
     queued_at: str | None = None
+    recheck_split: str | None = None  # a re-check of a doubted annotation: the split its answer keeps (shown blind)
     handle: Any = field(default=None, compare=False, repr=False)  # transport detail (SQS receipt handle)
     raw: Any = field(default=None, compare=False, repr=False)  # the message body as received (the console's undo sends it back)
 
@@ -82,6 +84,7 @@ def parse_item(data: Any, *, handle: Any = None, raw: Any = None) -> ReviewItem:
         top_k=_top_k(data.get("top_k")),
         model_version=str(data["model_version"]) if data.get("model_version") else None,
         queued_at=str(data["queued_at"]) if data.get("queued_at") else None,
+        recheck_split=str(data["recheck_split"]) if data.get("recheck_split") else None,
         handle=handle,
         raw=raw,
     )
@@ -93,8 +96,8 @@ def annotation_row(item: ReviewItem, label: str, *, reviewer: str | None = None,
         "id": item.id,
         "text": item.text,
         "label": label,
-        "split": CHECK if item.audit else TEACH,
-        "source": AUDIT_SOURCE if item.audit else REVIEW_SOURCE,
+        "split": item.recheck_split or (CHECK if item.audit else TEACH),
+        "source": RECHECK_SOURCE if item.recheck_split else AUDIT_SOURCE if item.audit else REVIEW_SOURCE,
         "model_label": item.label,
         "model_version": item.model_version,
         "reasons": list(item.reasons),
