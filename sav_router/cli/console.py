@@ -92,6 +92,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
     return run_console(
         source, state_dir=state, users_file=users_path, host=args.host, port=args.port, ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile, secure_cookies=args.secure_cookies, access_log=args.access_log,
+        allowed_hosts=tuple(args.allowed_host or ()), lease_seconds=args.lease_seconds,
     )
 
 
@@ -103,6 +104,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_annotation_prefix(console)
     console.add_argument("--kms-key-id", help="KMS key for the answers written to S3 (SSE-KMS)")
     console.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    console.add_argument(
+        "--allowed-host", action="append", metavar="NAME",
+        help="a host name browsers may use to reach the console (repeatable; default: loopback names and --host; '*' allows any, not advised: DNS rebinding)",
+    )
     console.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     console.add_argument("--users", metavar="FILE", help="users file (default: WORKSPACE/console/users.json)")
     console.add_argument("--lease-seconds", type=positive_int, default=REVIEW_LEASE_SECONDS, help=f"how long a request on screen stays reserved to its reviewer (default {REVIEW_LEASE_SECONDS})")

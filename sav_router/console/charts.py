@@ -188,27 +188,28 @@ def interval_over_time(points: Sequence[dict], *, target: float | None) -> str:
     return _svg(frame.width, frame.height, "Live routed precision from audit samples", parts)
 
 
-def escalation_bars(buckets: Sequence[dict], reasons: Sequence[str]) -> str:
-    """Escalations per period, stacked by reason, with the escalation rate as a line (right axis)."""
+def escalation_bars(buckets: Sequence[dict], reasons: Sequence[str], names: dict[str, str] | None = None) -> str:
+    """Escalated requests per period (each once, coloured by its first reason), with the escalation rate as a line (right axis)."""
+    names = names or {}
     n = len(buckets)
-    peak = max([sum(b["reasons"].values()) for b in buckets] + [1])
+    peak = max([sum(b.get("primary", b["reasons"]).values()) for b in buckets] + [1])
     unit = max(1, math.ceil(peak * 1.15 / 4))  # whole requests on the axis
     frame = _Frame(560, 300, (-0.5, max(n - 0.5, 0.5)), (0, unit * 4), right=48)
     step = max(1, n // 8)
     x_ticks = [(i, b["bucket"][5:]) for i, b in enumerate(buckets) if i % step == 0]
-    parts = frame.axes("period", "escalations (by reason)", x_ticks, [(unit * k, str(unit * k)) for k in range(5)])
+    parts = frame.axes("period", "escalated requests", x_ticks, [(unit * k, str(unit * k)) for k in range(5)])
     colors = {reason: PALETTE[(i + 1) % len(PALETTE)] for i, reason in enumerate(reasons)}
     width = min(40, 0.7 * (frame.width - frame.left - frame.right) / max(n, 1))
     for i, b in enumerate(buckets):
         base = 0
         for reason in reasons:
-            count = b["reasons"].get(reason, 0)
+            count = b.get("primary", b["reasons"]).get(reason, 0)
             if not count:
                 continue
             y_top, y_bottom = frame.y(base + count), frame.y(base)
             parts.append(
                 f'<rect x="{frame.x(i) - width / 2:.1f}" y="{y_top:.1f}" width="{width:.1f}" height="{y_bottom - y_top:.1f}" fill="{colors[reason]}">'
-                f"<title>{escape(b['bucket'])}: {count} {escape(reason)}</title></rect>"
+                f"<title>{escape(b['bucket'])}: {count} {escape(names.get(reason, reason))}</title></rect>"
             )
             base += count
     # escalation rate on a right-hand 0..100% axis
@@ -221,6 +222,6 @@ def escalation_bars(buckets: Sequence[dict], reasons: Sequence[str]) -> str:
         parts.append(f'<polyline points="{coords}" fill="none" stroke="{INK}" stroke-width="2"/>')
         for i, b in enumerate(buckets):
             parts.append(f'<circle cx="{frame.x(i):.1f}" cy="{rate_y(b["rate"]):.1f}" r="3" fill="{INK}"><title>{escape(b["bucket"])}: {b["escalated"]}/{b["n"]} escalated ({b["rate"]:.0%})</title></circle>')
-    entries = [("escalation rate (right axis)", INK, False)] + [(reason, colors[reason], False) for reason in reasons[:6]]
+    entries = [("escalation rate (right axis)", INK, False)] + [(names.get(reason, reason), colors[reason], False) for reason in reasons[:6]]
     parts += _legend(frame, entries)
     return _svg(frame.width, frame.height, "Escalations over time", parts)

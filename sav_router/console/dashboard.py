@@ -47,14 +47,15 @@ def escalations_over_time(traffic: Iterable[Mapping[str, Any]]) -> dict[str, Any
     buckets: dict[str, dict[str, Any]] = {}
     totals: Counter[str] = Counter()
     for moment, row in rows:
-        bucket = buckets.setdefault(moment.strftime(fmt), {"n": 0, "escalated": 0, "reasons": Counter()})
+        bucket = buckets.setdefault(moment.strftime(fmt), {"n": 0, "escalated": 0, "reasons": Counter(), "primary": Counter()})
         bucket["n"] += 1
         if row["decision"] != "route":
             bucket["escalated"] += 1
+            bucket["primary"][(row.get("reasons") or ["unknown"])[0]] += 1  # each request once: the bars add up to the escalations
             for reason in row.get("reasons") or ["unknown"]:
                 bucket["reasons"][reason] += 1
                 totals[reason] += 1
-    out = [{"bucket": key, "n": b["n"], "escalated": b["escalated"], "rate": b["escalated"] / b["n"], "reasons": dict(b["reasons"])} for key, b in sorted(buckets.items())]
+    out = [{"bucket": key, "n": b["n"], "escalated": b["escalated"], "rate": b["escalated"] / b["n"], "reasons": dict(b["reasons"]), "primary": dict(b["primary"])} for key, b in sorted(buckets.items())]
     return {"unit": unit, "buckets": out, "reasons": [reason for reason, _ in totals.most_common()]}
 
 

@@ -34,6 +34,20 @@ class Redirect(Exception):
         self.url = url
 
 
+def flash(request: Request, user: str, **message: str) -> None:
+    """A notice or error for the next page this user loads (POST-redirect-GET), kept on the server."""
+    request.app.state.flashes[user] = {key: value for key, value in message.items() if value}
+
+
+def take_flash(request: Request, user: str | None) -> dict[str, str]:
+    return request.app.state.flashes.pop(user, {}) if user else {}
+
+
+def wants_page(request: Request) -> bool:
+    """A browser's form submission (answered with a redirect), not a script's request (answered with its status)."""
+    return request.headers.get("sec-fetch-mode") == "navigate" or request.headers.get("sec-fetch-dest") == "document"
+
+
 def secure(request: Request) -> bool:
     """Whether cookies are Secure: told so, or served over TLS."""
     return request.app.state.settings.secure_cookies or request.url.scheme == "https"
@@ -44,6 +58,8 @@ def session_of(request: Request) -> Session | None:
     data = decode_session(state.secret_key, request.cookies.get(SESSION_COOKIE))
     if data is None:
         return None
+    if not data.get("sid") or data.get("sid") in state.revoked:
+        return None  # logged out: ended on the server, whatever the browser kept
     found = state.users.get(str(data.get("user")))
     if found is None or found[1] != data.get("fp"):
         return None  # user removed or password changed: the session ends
@@ -68,11 +84,14 @@ async def admin(request: Request, found: Annotated[Session, Depends(signed_in)])
 
 async def read_form(request: Request) -> dict[str, str]:
     """The posted form's fields (the last value of each), refused when too large or not urlencoded."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise HTTPException(413, "form too large")
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         raise HTTPException(415, "forms only")
+    body = bytearray()
+    async for chunk in request.stream():  # counted as it arrives: never more than the limit in memory
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise HTTPException(413, "form too large")
+    body = bytes(body)
     return {name: values[-1] for name, values in parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True).items()}
 
 

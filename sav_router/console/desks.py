@@ -36,6 +36,7 @@ class LocalDesk:
         self._queues: dict[str, LocalReviewQueue] = {}
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._guard = threading.Lock()
+        self.undone: dict[str, str | None] = {}  # the label of each user's answer taken back last
 
     def _queue(self, user: str) -> tuple[LocalReviewQueue, threading.Lock]:
         with self._guard:
@@ -46,14 +47,17 @@ class LocalDesk:
                 )
             return self._queues[user], self._locks[user]
 
-    def current(self, user: str) -> ReviewItem | None:
+    def current(self, user: str, *, again: bool = False) -> ReviewItem | None:
         queue, lock = self._queue(user)
         with lock:
+            if again:
+                queue.revisit()
             return queue.current()
 
     def _held(self, queue: LocalReviewQueue, item_id: str) -> ReviewItem:
-        item = queue.current()
-        if item is None or item.id != item_id:
+        """The item, if nobody else holds it and nobody answered it (an expired lease nobody took is still this reviewer's)."""
+        item = queue.find(item_id)
+        if item is None or not queue.renew(item_id):
             raise LeaseLost("this request is no longer yours (answered elsewhere or its lease ran out): here is the next one")
         return item
 
@@ -65,6 +69,17 @@ class LocalDesk:
             queue.ack(item, row)
             return row
 
+    def renew(self, user: str, item_id: str) -> bool:
+        """The page is still shown: its lease is extended (False: it is someone else's now, or answered)."""
+        queue, lock = self._queue(user)
+        with lock:
+            return queue.renew(item_id)
+
+    def counts(self, user: str) -> dict[str, int]:
+        queue, lock = self._queue(user)
+        with lock:
+            return queue.counts() | {"skipped": queue.skipped_waiting()}
+
     def skip(self, user: str, item_id: str) -> ReviewItem:
         queue, lock = self._queue(user)
         with lock:
@@ -75,7 +90,10 @@ class LocalDesk:
     def undo(self, user: str) -> ReviewItem | None:
         queue, lock = self._queue(user)
         with lock:
-            return queue.undo()
+            item = queue.undo()
+            row = getattr(queue, "undone_row", None)
+            self.undone[user] = row.get("label") if item is not None and row else None
+            return item
 
     def pending(self) -> int | None:
         return LocalReviewQueue(self.workspace, holder="console:count", queue_file=self.queue_file, progress_file=self.progress_file).pending()
@@ -95,6 +113,7 @@ class SqsDesk:
         self._queues: dict[str, SqsReviewQueue] = {}
         self._held: dict[str, tuple[ReviewItem, float]] = {}
         self._answers: dict[str, list[tuple[ReviewItem, dict[str, Any]]]] = defaultdict(list)
+        self.undone: dict[str, str | None] = {}
         self._guard = threading.Lock()
 
     def _queue(self, user: str) -> SqsReviewQueue:
@@ -104,7 +123,7 @@ class SqsDesk:
             )
         return self._queues[user]
 
-    def current(self, user: str) -> ReviewItem | None:
+    def current(self, user: str, *, again: bool = False) -> ReviewItem | None:
         with self._guard:
             held = self._held.get(user)
             if held is not None and time.time() < held[1] and self.store.renew(held[0].handle, self.lease_seconds):  # renewed while on screen, like a lease
@@ -145,6 +164,7 @@ class SqsDesk:
             if not self._answers[user]:
                 return None
             item, row = self._answers[user].pop()
+            self.undone[user] = row.get("label")
             self.store.delete(answer_key(self.prefix, row))
             self.store.send_back(item.raw)
             self._queue(user).unskip(item.id)
@@ -152,3 +172,15 @@ class SqsDesk:
 
     def pending(self) -> int | None:
         return self.store.waiting()
+
+    def renew(self, user: str, item_id: str) -> bool:
+        with self._guard:
+            held = self._held.get(user)
+            if held is None or held[0].id != item_id or not self.store.renew(held[0].handle, self.lease_seconds):
+                return False
+            self._held[user] = (held[0], time.time() + self.lease_seconds)
+            return True
+
+    def counts(self, user: str) -> dict[str, int]:
+        waiting = self.store.waiting() or 0
+        return {"waiting": waiting, "held": 0, "held_by_others": 0, "skipped": 0}

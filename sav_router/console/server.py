@@ -27,12 +27,22 @@ def run_console(
     ssl_keyfile: str | None = None,
     secure_cookies: bool = False,
     access_log: bool = False,
+    allowed_hosts: tuple[str, ...] = (),
+    lease_seconds: float | None = None,
 ) -> int:
     import uvicorn
 
     from sav_router.console.app import ConsoleSettings, create_app
 
-    app = create_app(source, ConsoleSettings(state_dir=state_dir, users_file=users_file, secure_cookies=secure_cookies or bool(ssl_certfile)))
+    from sav_router.console.security import LOOPBACK_HOSTS
+
+    hosts = tuple(dict.fromkeys([*LOOPBACK_HOSTS, *((host,) if host not in ("0.0.0.0", "::") else ()), *allowed_hosts]))
+    settings = ConsoleSettings(
+        state_dir=state_dir, users_file=users_file, secure_cookies=secure_cookies or bool(ssl_certfile), allowed_hosts=hosts, tls=bool(ssl_certfile),
+    )
+    if lease_seconds:
+        settings.lease_seconds = lease_seconds
+    app = create_app(source, settings)
     scheme = "https" if ssl_certfile else "http"
     if not _loopback(host) and not ssl_certfile and not secure_cookies:
         print(f"warning: serving {host} over plain HTTP: passwords and cookies cross the network in clear (use --ssl-certfile/--ssl-keyfile or a TLS proxy with --secure-cookies)", file=sys.stderr)

@@ -55,6 +55,23 @@ class LocalSource:
     def describe(self) -> str:
         return f"workspace {self.workspace.root}"
 
+    def label_descriptions(self) -> dict[str, str]:
+        """What each label means, as a team wrote it: WORKSPACE/console/labels.json, {"refund": "money back for ..."}."""
+        data = _read_json(self.workspace.root / "console" / "labels.json")
+        if not isinstance(data, dict):
+            return {}
+        return {str(k): str(v)[:300] for k, v in data.items() if isinstance(v, str)}
+
+    def rollback_target(self) -> str | None:
+        """The version a rollback returns to (the production model before the current one), or None."""
+        lineage: list[str] = []
+        for event in self.history():
+            if event.get("action") == "promote":
+                lineage.append(str(event.get("version")))
+            elif event.get("action") == "rollback" and lineage:
+                lineage.pop()
+        return lineage[-2] if len(lineage) >= 2 else None
+
     # -- labels and models -----------------------------------------------------
     def labels(self, model_version: str | None = None) -> list[str]:
         """Labels of that model version, else of production; [] without a model."""
@@ -81,7 +98,7 @@ class LocalSource:
                     "version": entry.version,
                     "created_at": entry.manifest.created_at,
                     "in_production": entry.in_production,
-                    "check": entry.manifest.metrics.get("check", {}),
+                    "check": _metrics(entry.manifest.metrics.get("check")),  # none after recalibrate, or a train without check rows
                     "threshold": entry.manifest.policy.threshold,
                     "labels": len(entry.manifest.labels),
                     "gate": (comparison or {}).get("gate"),
@@ -211,7 +228,9 @@ class LocalSource:
             row | {"model_version": router.version, "queued_at": now, "reasons": _selection_reasons(row.get("signals") or {})}
             for row in picked
         ]
-        append_jsonl(self._batch_path(), items)
+        from sav_router.console.audit_log import private_file
+
+        append_jsonl(private_file(self._batch_path()), items)  # request text: owner-only
         return len(items)
 
     def _batch_path(self) -> Path:
@@ -219,6 +238,10 @@ class LocalSource:
 
     def can(self, action: str) -> bool:
         return action in {"promote", "rollback", "compare", "batch"}
+
+
+def _metrics(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _selection_reasons(signals: dict[str, float]) -> list[str]:
@@ -255,6 +278,12 @@ class AwsSource:
         if self._manifests is None:
             self._manifests = self.store.manifests()
         return self._manifests
+
+    def label_descriptions(self) -> dict[str, str]:
+        return {}
+
+    def rollback_target(self) -> str | None:
+        return None
 
     def labels(self, model_version: str | None = None) -> list[str]:
         manifests = self._all_manifests()

@@ -25,7 +25,7 @@ ADMIN = "admin"
 ROLES = (REVIEWER, ADMIN)
 USERS_FILE = "users.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-MIN_PASSWORD = 8
+MIN_PASSWORD = 10  # and not on the list of common passwords (security.COMMON_PASSWORDS)
 # scrypt cost: ~0.1 s and 32 MiB per check on a laptop core: slow for a guesser, fine for a login.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 _MAXMEM = 64 * 1024 * 1024
@@ -101,8 +101,11 @@ class UsersFile:
             raise UsersError(f"user name {name!r}: letters, digits and . _ @ - only (at most 64, not starting with punctuation)")
         if role not in ROLES:
             raise UsersError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-        if len(password) < MIN_PASSWORD:
-            raise UsersError(f"the password needs at least {MIN_PASSWORD} characters")
+        from sav_router.console.security import password_problem
+
+        problem = password_problem(name, password, MIN_PASSWORD)
+        if problem:
+            raise UsersError(problem)
         from sav_router.core.clock import utc_now
 
         data = self._read()
@@ -128,3 +131,32 @@ class UsersFile:
         if not isinstance(entry, dict) or entry.get("role") not in ROLES:
             return None
         return User(name, entry["role"]), hashlib.sha256(str(entry.get("password")).encode()).hexdigest()[:16]
+
+
+class Preferences:
+    """Per-user settings of the console (`{"ana": {"shortcuts": false}}`), in the console's state folder (0600)."""
+
+    DEFAULTS = {"shortcuts": True}
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _read(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, user: str) -> dict:
+        mine = self._read().get(user)
+        return self.DEFAULTS | (mine if isinstance(mine, dict) else {})
+
+    def set(self, user: str, **values: object) -> None:
+        data = self._read()
+        data[user] = (data.get(user) if isinstance(data.get(user), dict) else {}) | values
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=self.path.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+            os.chmod(handle.name, 0o600)
+            json.dump(data, handle)
+        os.replace(handle.name, self.path)

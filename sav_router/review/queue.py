@@ -22,6 +22,7 @@ import getpass
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -69,6 +70,16 @@ def _read_queue(path: Path) -> list[ReviewItem]:
     return list(items.values())
 
 
+def _private(path: Path) -> None:
+    """Create a file for request text readable by its owner only (0600), if it does not exist yet."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+
+
 class LeaseLost(RuntimeError):
     """The item is no longer leased to this holder (expired and taken, answered elsewhere)."""
 
@@ -109,6 +120,7 @@ class LocalReviewQueue:
         self._skipped_before = {str(row.get("id")) for row in progress if row.get("status") == SKIPPED} - self._answered
         self._seen: set[str] = set()  # shown in this session (answered, skipped or released)
         self._items: list[ReviewItem] = []
+        self._last_skipped: str | None = None  # not shown again at once (revisit_skipped)
 
     @staticmethod
     def _replay(progress: list[dict[str, Any]]) -> set[str]:
@@ -159,6 +171,30 @@ class LocalReviewQueue:
             del leases[item_id]
             self._write_leases(leases)
 
+    def renew(self, item_id: str) -> bool:
+        """Extend this holder's lease on an item still on its screen; False when another holder has it or it is answered.
+
+        An expired lease nobody else took is taken again: the server refuses nothing a reviewer still holds.
+        """
+        with self._locked():
+            leases = self._fresh_leases()
+            if item_id in self._answered or leases.get(item_id, {}).get("holder", self.holder) != self.holder:
+                return False
+            self._lease(leases, item_id)
+            return True
+
+    def find(self, item_id: str) -> ReviewItem | None:
+        """The queued item with this id (whoever holds it)."""
+        return next((i for i in self._items if i.id == item_id), None) or next((i for i in _read_queue(self.queue_path) if i.id == item_id), None)
+
+    def counts(self) -> dict[str, int]:
+        """Unanswered items: `waiting` (nobody has them on screen) and `held` (on some reviewer's screen, this one's included)."""
+        with self._locked():
+            leases = self._fresh_leases()
+            open_ids = [item.id for item in _read_queue(self.queue_path) if item.id not in self._answered]
+            held = sum(1 for item_id in open_ids if item_id in leases)
+            return {"waiting": len(open_ids) - held, "held": held, "held_by_others": sum(1 for i in open_ids if leases.get(i, {}).get("holder", self.holder) != self.holder)}
+
     def holds(self, item_id: str) -> bool:
         """Whether this holder's lease on the item is still live."""
         with self._locked():
@@ -170,8 +206,19 @@ class LocalReviewQueue:
         pending = [item for item in self._items if item.id not in self._answered and item.id not in self._seen and item.id not in taken]
         fresh = [item for item in pending if item.id not in self._skipped_before]
         if not pending and self.revisit_skipped:
-            pending = [item for item in self._items if item.id not in self._answered and item.id not in taken]
+            # skipped ones come back once nothing else is left, but never the one just skipped at once
+            pending = [item for item in self._items if item.id not in self._answered and item.id not in taken and item.id != self._last_skipped]
         return (fresh or pending or [None])[0]
+
+    def skipped_waiting(self) -> int:
+        """Items this holder skipped that still wait (offered again on request)."""
+        with self._locked():
+            leases = self._fresh_leases()
+            return sum(1 for item in self._items if item.id in self._seen and item.id not in self._answered and item.id not in leases)
+
+    def revisit(self) -> None:
+        """Let the item skipped last come back too (the reviewer asked for the skipped ones again)."""
+        self._last_skipped = None
 
     def next_item(self) -> ReviewItem | None:
         """The next item nobody else holds, leased to this holder."""
@@ -217,6 +264,7 @@ class LocalReviewQueue:
             if item.id in self._replay(read_jsonl(self.progress_path)):
                 raise LeaseLost(f"request {item.id} was answered by another reviewer")
             drop = self.drop_path(row)
+            _private(drop)  # request text: owner-only
             append_jsonl(drop, [row])  # the answer first (fsynced) ...
             self._progress(item, ANSWERED, drop=drop.name)  # ... then "done"
             self._answered.add(item.id)
@@ -225,6 +273,8 @@ class LocalReviewQueue:
     def skip(self, item: ReviewItem) -> None:
         with self._locked():
             self._progress(item, SKIPPED)
+            self._seen.add(item.id)
+            self._last_skipped = item.id
             self._unlease(item.id)
 
     def release(self, item: ReviewItem) -> None:
@@ -245,15 +295,25 @@ class LocalReviewQueue:
                 return None
             item_id = str(last["id"])
             drop = self.workspace.path("annotations", str(last.get("drop") or ""))
+            self.undone_row = None  # the answer taken back (the console names its label)
             if last.get("drop") and drop.is_file():
-                kept = [row for row in read_jsonl(drop) if str(row.get("id")) != item_id]
+                rows = read_jsonl(drop)
+                self.undone_row = next((row for row in reversed(rows) if str(row.get("id")) == item_id), None)
+                kept = [row for row in rows if str(row.get("id")) != item_id]
                 write_jsonl_atomic(drop, kept)
+                os.chmod(drop, 0o600)
             item = next((i for i in _read_queue(self.queue_path) if i.id == item_id), None)
             if item is None:
                 return None
             self._progress(item, UNDONE)
             self._answered.discard(item_id)
-            self._lease(self._leases(), item_id)
+            # An undo is a stack: only the request just taken back stays on this holder's screen;
+            # one taken back before (not answered again) returns to the queue for anyone.
+            leases = self._leases()
+            for key in [k for k, lease in leases.items() if lease.get("holder") == self.holder and k != item_id]:
+                del leases[key]
+                self._seen.discard(key)
+            self._lease(leases, item_id)
             return item
 
     def pending(self) -> int:

@@ -34,12 +34,22 @@ async def login(request: Request) -> Response:
     fields = await read_form(request)
     if not same_token(request.cookies.get(LOGIN_COOKIE), fields.get("login_token")):
         raise HTTPException(403, "missing or wrong CSRF token: reload the login page and try again")
-    name = fields.get("username", "").strip()
+    name = fields.get("username", "").strip()[:64]
+    address = request.client.host if request.client else "unknown"
+    wait = state.throttle.retry_after(name, address)
+    if wait:
+        state.audit.record(name or None, "login_throttled", address=address, retry_after=wait)
+        minutes = max(1, round(wait / 60))
+        response = login_page(request, error=f"Too many failed logins for this user or from this address: try again in {minutes} minute{'s' if minutes > 1 else ''}, or ask an admin.", status=429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     user = await run_in_threadpool(state.users.authenticate, name, fields.get("password", ""))
     if user is None:
-        state.audit.record(name or None, "login_failed")
+        state.throttle.failed(name, address)
+        state.audit.record(name or None, "login_failed", address=address)
         return login_page(request, error="Unknown user or wrong password.", status=401)
-    state.audit.record(user.name, "login")
+    state.throttle.succeeded(user.name)
+    state.audit.record(user.name, "login", address=address)
     target = fields.get("next", "")
     response = RedirectResponse(target if target.startswith("/") and not target.startswith("//") else "/", status_code=303)
     response.set_cookie(
@@ -52,6 +62,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, found: SignedIn, fields: Form) -> Response:
+    request.app.state.revoked.revoke(str(found[1].get("sid")))  # ended on the server: the old cookie no longer works
     request.app.state.audit.record(found[0].name, "logout")
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
