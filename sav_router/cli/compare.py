@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sav_router.cli.options import EXIT_OK, add_workspace, bundle_dir, read_request_rows, workspace_of
+from sav_router.cli.options import EXIT_OK, add_workspace, bundle_dir, probability, read_request_rows, workspace_of
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from sav_router.loop.comparison import Gate
@@ -18,7 +18,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     gold = {row["id"]: row["label"] for row in rows if row.get("label")}
     if args.labels:
         gold.update({row["id"]: row["label"] for row in read_request_rows(args.labels) if row.get("label")})
-    gate = Gate(precision_tolerance=args.precision_tolerance, coverage_tolerance=args.coverage_tolerance, min_labeled=args.min_labeled)
+    gate = Gate(precision_tolerance=args.precision_tolerance, coverage_tolerance=args.coverage_tolerance, min_labeled=args.min_labeled,
+                max_label_error_rate=args.max_label_error_rate)
     report, outputs = compare_models(production_dir, candidate_dir, rows, gold, gate=gate, workspace=workspace_of(args), output=Path(args.output))
     print(f"verdict: {'PASS' if report['gate']['passed'] else 'FAIL'} — {report['gate']['reason']}\nreport: {outputs[0] / 'comparison.md'}")
     return EXIT_OK
@@ -34,5 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--precision-tolerance", type=float, default=0.01)
     compare.add_argument("--coverage-tolerance", type=float, default=0.0)
     compare.add_argument("--min-labeled", type=int, default=50)
+    compare.add_argument("--max-label-error-rate", type=probability, metavar="RATE",
+                         help="fail the gate when the candidate's calibrate rows' estimated label-error rate (`doubts`) is above RATE")
     add_workspace(compare)
     compare.set_defaults(func=_cmd_compare)

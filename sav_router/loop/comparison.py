@@ -28,6 +28,8 @@ class Gate:
     precision_tolerance: float = 0.01  # candidate precision may be at most this much lower
     coverage_tolerance: float = 0.0  # candidate coverage may be at most this much lower
     min_labeled: int = 50  # fewer labeled requests: no verdict but "insufficient evidence"
+    # the candidate's calibrate rows' estimated label-error rate (`doubts`) may be at most this (None: not checked)
+    max_label_error_rate: float | None = None
 
 
 def _by_id(records: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -164,6 +166,20 @@ def _labeled_comparison(ids, prod, cand, gold, *, bootstrap: int, level: float, 
         "mcnemar_misroutes": {"production_only": b, "candidate_only": c, "p_value": round(mcnemar_exact(b, c), 5)},
         "mcnemar_top1": {"candidate_fixes": b_top1, "candidate_breaks": c_top1, "p_value": round(mcnemar_exact(b_top1, c_top1), 5)},
     }
+
+
+def label_noise_verdict(verdict: Mapping[str, Any], label_doubts: Mapping[str, Any] | None, gate: Gate) -> dict[str, Any]:
+    """The verdict, failed when the gate bounds label noise and the candidate's calibrate rows exceed (or lack) the bound."""
+    if gate.max_label_error_rate is None:
+        return dict(verdict)
+    if not label_doubts:
+        problem = "no label-error estimate of the candidate's calibrate rows (retrain or recalibrate it with this version)"
+    elif label_doubts["rate"] > gate.max_label_error_rate:
+        problem = (f"estimated label-error rate of the calibrate rows {label_doubts['rate']:.3f} above {gate.max_label_error_rate} "
+                   "(settle the doubts: `sav-router doubts --format review-queue`)")
+    else:
+        return dict(verdict)
+    return {"passed": False, "reason": problem if verdict.get("passed") else f"{verdict.get('reason')}; {problem}"}
 
 
 def _verdict(labeled: Mapping[str, Any], gate: Gate) -> dict[str, Any]:

@@ -11,13 +11,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from sav_router.core.jsonio import write_json_atomic, write_text_atomic
-from sav_router.loop.comparison import Gate, compare_decisions
+from sav_router.core.bundle import read_manifest
+from sav_router.loop.comparison import Gate, compare_decisions, label_noise_verdict
 from sav_router.loop.comparison_report import comparison_markdown
 
 
 def monitor_lines(sides, production_dir, candidate_dir) -> dict[str, str | None]:
     """Each model's drift monitor on the compared requests (its calibration sample as the reference)."""
-    from sav_router.core.bundle import read_manifest
     from sav_router.monitoring.drift import check_drift
 
     lines: dict[str, str | None] = {}
@@ -44,6 +44,8 @@ def compare_models(production_dir, candidate_dir, rows: list[dict], gold: dict[s
     report = compare_decisions(sides["production"][1], sides["candidate"][1], gold, gate=gate)
     report |= {"production_version": sides["production"][0], "candidate_version": sides["candidate"][0]}
     report["monitor"] = monitor_lines(sides, production_dir, candidate_dir)
+    report["label_doubts"] = read_manifest(candidate_dir).calibration.get("label_doubts")
+    report["gate"] = label_noise_verdict(report["gate"], report["label_doubts"], gate)
     by_id = {row["id"]: row["text"] for row in rows}
     markdown = comparison_markdown(report, by_id, sides["production"][0], sides["candidate"][0])
     outputs = [Path(output)] if output is not None else []

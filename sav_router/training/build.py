@@ -29,6 +29,7 @@ from sav_router.data.augment import augment_training
 from sav_router.data.splits import Splits, fingerprint, stratified_split
 from sav_router.model.ood import make_detector
 from sav_router.core.teams import complete_teams
+from sav_router.doubts.estimate import label_error_estimate, unreliable_promise
 from sav_router.training.config import TrainConfig
 from sav_router.training.manifest import calibrated_fields, version_fields
 
@@ -159,6 +160,14 @@ def _train_into(data_paths, output_dir: Path, shown_dir: Path, *, config: TrainC
         scope = promise(ANNOTATED_TOPICS, target=config.target_precision, confidence=config.confidence)
     log(f"calibration: temperature {result.temperature:.3f}; {result.message}")
     log(f"promise: {scope['text']}")
+    # the calibrate rows were never trained on: the model's own scores of them are out of sample
+    label_doubts = label_error_estimate(softmax(cal_logits, result.temperature), cal_labels, labels, cal_embeddings)
+    if label_doubts is not None:
+        log(f"  calibrate rows: estimated label-error rate {label_doubts['rate']:.1%} {label_doubts['interval']} "
+            f"({label_doubts['doubts']} doubts in {label_doubts['rows']} rows)")
+        if unreliable_promise(label_doubts, config.target_precision):
+            log(f"  WARNING: that much label noise makes the promise unreliable (it is certified against these labels, error budget "
+                f"{1 - config.target_precision:.0%}): run `sav-router doubts --format review-queue` and settle them before trusting it")
     team_table = complete_teams(teams or {}, labels)
     unrouted = sorted(label for label, team in team_table.items() if team is None)
     if unrouted:
@@ -170,7 +179,7 @@ def _train_into(data_paths, output_dir: Path, shown_dir: Path, *, config: TrainC
         base_model=classifier.base_model_,
         max_length=config.max_length,
         architecture={"pooling": "mean", "normalize": config.normalize, "head": "linear"},
-        **calibrated_fields(result, detector, scope=scope, logits=cal_logits, novelty=cal_novelty, teams=team_table),
+        **calibrated_fields(result, detector, scope=scope, logits=cal_logits, novelty=cal_novelty, teams=team_table, label_doubts=label_doubts),
         **version_fields(data_fingerprint),
         ood={"method": detector.METHOD, "params": detector.params(), "quantile": config.ood_quantile, "threshold": detector.threshold_, "file": OOD_FILE},
         training={

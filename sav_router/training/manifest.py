@@ -32,11 +32,12 @@ def version_fields(data_fingerprint: str) -> dict[str, Any]:
 
 
 def calibrated_fields(result: CalibrationResult, detector: Any, *, scope: Mapping[str, Any], logits: np.ndarray, novelty: np.ndarray,
-                      teams: Mapping[str, str | None]) -> dict[str, Any]:
+                      teams: Mapping[str, str | None], label_doubts: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """policy, temperature and calibration (with its promise and the drift monitor's reference) of a calibrated bundle.
 
     `logits` and `novelty`: the calibration sample's, whose calibrated scores the monitor
-    compares live traffic with (the whole sample, off-topic rows included).
+    compares live traffic with (the whole sample, off-topic rows included). `label_doubts`:
+    the sample's estimated label-error rate (`doubts.estimate`), which the promotion gate can bound.
     """
     return {
         "policy": policy_from_calibration(result, teams=dict(teams), ood_threshold=detector.threshold_),
@@ -44,5 +45,5 @@ def calibrated_fields(result: CalibrationResult, detector: Any, *, scope: Mappin
         "calibration": result.to_dict() | {
             "promise": dict(scope),
             "reference": drift_reference(logits / result.temperature, novelty, detector.threshold_),
-        },
+        } | ({"label_doubts": dict(label_doubts)} if label_doubts else {}),
     }

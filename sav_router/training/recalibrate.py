@@ -30,6 +30,8 @@ from sav_router.calibration.promise import TRAFFIC_SAMPLE, promise
 from sav_router.core.bundle import MANIFEST_NAME, OOD_FILE, Manifest, read_manifest, write_manifest
 from sav_router.data.annotations import CALIBRATE, Columns, load_annotations, write_rejects
 from sav_router.data.splits import fingerprint
+from sav_router.calibration.temperature import softmax
+from sav_router.doubts.estimate import label_error_estimate
 from sav_router.training.config import TrainConfig
 from sav_router.training.manifest import calibrated_fields, version_fields
 
@@ -100,7 +102,8 @@ def recalibrate_bundle(
     sample_fingerprint = fingerprint(sample)
     manifest = replace(
         parent,
-        **calibrated_fields(result, detector, scope=scope, logits=scored.logits, novelty=novelty, teams=parent.policy.teams),
+        **calibrated_fields(result, detector, scope=scope, logits=scored.logits, novelty=novelty, teams=parent.policy.teams,
+                            label_doubts=label_error_estimate(softmax(scored.logits, result.temperature), labels, parent.labels, scored.embeddings)),
         **version_fields(hashlib.sha256(f"{parent.model_version}:{sample_fingerprint}".encode()).hexdigest()),
         ood=parent.ood | {"threshold": detector.threshold_, "params": detector.params()},
         training=parent.training | {"recalibration": {
