@@ -32,8 +32,8 @@ MAX_ID_CHARS = 256
 # -- drift monitor ---------------------------------------------------------------
 DRIFT_ALPHA = 0.01  # false-alarm rate of one check (all three tests together)
 # Days of logged decisions one check reads. Locally the monitor is run by hand,
-# now and then: a week of traffic. On AWS it runs every day on the day before,
-# so a change is seen the day after it starts and each check reads new traffic.
+# now and then: a week of traffic. On AWS it runs hourly on the current day's
+# logged decisions (days=1: today's partition), so a change is seen within hours.
 DRIFT_DAYS_LOCAL = 7
 DRIFT_DAYS_AWS = 1
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sav_router import env
-from sav_router.data.annotations import DATA_SUFFIXES  # noqa: F401 - re-exported for the AWS steps
+from sav_router.data.annotations import DATA_SUFFIXES
 
 TRAIN_CHANNEL = "train"
 SYNTHETIC_CHANNEL = "synthetic"
