@@ -342,15 +342,15 @@ def calibrate_on_traffic(
     A sample with no out-of-scope row has nothing to teach about novelty: it is
     calibrated whole by the single Learn-then-Test (`thresholds.calibrate`), which
     certifies from all its rows, after each novelty test's threshold is set from
-    the sample (`detector.fit_threshold`: the false-alarm budget split between the
-    distance test and, with exposure, the vote test). On dev samples of 150 / 300
+    the sample (`detector.fit_threshold`: the distance test at its quantile, and with
+    exposure the vote test on a budget of its own). On dev samples of 150 / 300
     / 600 in-scope requests that routed 79 / 63 / 95 % against 24 / 66 / 88 % for
     the split (BENCHMARKS.md).
 
     With out-of-scope rows, the distance and vote thresholds are chosen jointly with
     the confidence threshold and certified, but neither is looser than its test's own
-    threshold from the tuning part's in-scope rows at its share of the false-alarm
-    budget (`max_novelty`, `max_votes`, what `fit_threshold` would set there): the
+    threshold from the tuning part's in-scope rows on its false-alarm budget
+    (`max_novelty`, `max_votes`, what `fit_threshold` would set there): the
     certified choice may only tighten the tests, and exposure can only add to what
     the distance test flags.
     """

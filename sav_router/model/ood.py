@@ -162,9 +162,15 @@ class NearestNeighbourOOD(OODDetector):
     votes, that quantile jumps above any plausible distance and the distance test
     is silently switched off: exposure made the router worse at spotting off-topic
     requests (issue 23). Now each test has its own threshold from held-out in-scope
-    requests and the false-alarm budget (1 - quantile) is split between them
-    (`vote_share` to the vote test), so exposure can only add what the vote test
-    flags to what the distance test flags at its share of the budget.
+    requests: the distance test keeps the false-alarm budget (1 - quantile) it
+    has without exposure, so its threshold is the same with or without exposure,
+    and the vote test gets a budget of its own, `vote_budget` times as large
+    (half by default: at most 0.5 % of in-scope requests at the default quantile).
+    Exposure can only add what the vote test flags to what the distance test
+    flags, exactly. (Splitting one budget between the tests was tried on the dev
+    protocol: where the exposure is near no annotated topic the vote test flags
+    almost nothing, and the distance test's halved budget lost 4.5 points of
+    off-topic escalation; BENCHMARKS.md, `benchmarks/exposure_dev.py`.)
 
     One score carries both tests for the routing policy: distance + `vote_step` x
     (votes beyond `vote_threshold`), with `vote_step` larger than any cosine
@@ -177,14 +183,14 @@ class NearestNeighbourOOD(OODDetector):
 
     METHOD = "knn-cosine"
     VOTE_K = 10
-    VOTE_SHARE = 0.5
+    VOTE_BUDGET = 0.5  # the vote test's false-alarm budget, relative to the distance test's
     VOTE_STEP = 2.0  # > 2, the largest cosine distance: a vote beyond the threshold always fires
 
-    def __init__(self, quantile: float = 0.99, k: int = 1, vote_k: int = VOTE_K, vote_share: float = VOTE_SHARE) -> None:
+    def __init__(self, quantile: float = 0.99, k: int = 1, vote_k: int = VOTE_K, vote_budget: float = VOTE_BUDGET) -> None:
         super().__init__(quantile)
         self.k = k
         self.vote_k = vote_k
-        self.vote_share = vote_share
+        self.vote_budget = vote_budget
         # the previous formula's reading until `fit_threshold` / `set_thresholds`
         self.formula = VOTE_SUM
         self.vote_threshold: int | None = 0
@@ -193,8 +199,8 @@ class NearestNeighbourOOD(OODDetector):
     def fit(self, embeddings: np.ndarray, labels: np.ndarray | None = None) -> "NearestNeighbourOOD":
         if self.k < 1 or self.vote_k < 1:
             raise ValueError("k and vote_k must be at least 1")
-        if not 0 < self.vote_share < 1:
-            raise ValueError("vote_share must be in (0, 1)")
+        if not 0 < self.vote_budget <= 1:
+            raise ValueError("vote_budget must be in (0, 1]")
         # float16 halves the bundle; cosine similarities move by < 1e-3
         self.bank_ = _unit_rows(embeddings).astype(np.float16)
         self._bank32 = self.bank_.astype(np.float32)
@@ -251,21 +257,22 @@ class NearestNeighbourOOD(OODDetector):
         return self.combine(*self.components(embeddings, own_outlier=own_outlier, chunk=chunk))
 
     def budgets(self) -> tuple[float, float]:
-        """The false-alarm budget (1 - quantile) split: (distance test's, vote test's); all to distance without exposure."""
+        """False-alarm budgets (distance test's, vote test's): 1 - quantile for the distance test, exposure or
+        not; with exposure, vote_budget times that for the vote test (0 without)."""
         alpha = 1.0 - self.quantile
-        return (alpha * (1.0 - self.vote_share), alpha * self.vote_share) if self.exposed else (alpha, 0.0)
+        return alpha, (alpha * self.vote_budget if self.exposed else 0.0)
 
     def distance_threshold_for(self, in_scope_distances: np.ndarray) -> float:
-        """The distance test's threshold: held-out in-scope distances at the distance test's share of the budget."""
+        """The distance test's threshold: the `quantile` of held-out in-scope distances (exposure or not)."""
         distances = np.asarray(in_scope_distances, dtype=np.float64)
         return float(np.quantile(distances, 1.0 - self.budgets()[0])) if len(distances) else float("inf")
 
     def fit_threshold(self, in_distribution_embeddings: np.ndarray) -> "NearestNeighbourOOD":
-        """Each test's threshold from held-out in-scope requests, the budget split between them.
+        """Each test's threshold from held-out in-scope requests, each on its own budget.
 
-        Without exposure: the distance at the `quantile`, exactly as before. With it: the
-        distance at 1 - (1 - quantile) x (1 - vote_share), and the smallest vote count
-        that at most (1 - quantile) x vote_share of those requests exceed.
+        The distance at the `quantile`, exactly as before and whatever the exposure; with
+        exposure, the smallest vote count that at most (1 - quantile) x vote_budget of
+        those requests exceed.
         """
         distance, votes = self.components(in_distribution_embeddings)
         vote_threshold = vote_threshold_for(votes, self.budgets()[1], self.vote_k) if self.exposed else None
@@ -294,7 +301,7 @@ class NearestNeighbourOOD(OODDetector):
     def params(self) -> dict[str, object]:
         params: dict[str, object] = {"k": self.k, "vote_k": self.vote_k}
         if self.formula == TWO_TESTS:
-            params |= {"formula": TWO_TESTS, "vote_share": self.vote_share, "vote_threshold": self.vote_threshold, "vote_step": self.vote_step}
+            params |= {"formula": TWO_TESTS, "vote_budget": self.vote_budget, "vote_threshold": self.vote_threshold, "vote_step": self.vote_step}
         return params
 
     def tensors(self) -> dict[str, np.ndarray]:
@@ -306,7 +313,7 @@ class NearestNeighbourOOD(OODDetector):
     @classmethod
     def from_tensors(
         cls, tensors: dict[str, np.ndarray], *, threshold: float, quantile: float, k: int = 1, vote_k: int | None = None,
-        formula: str | None = None, vote_share: float = VOTE_SHARE, vote_threshold: int | None = None, vote_step: float | None = None,
+        formula: str | None = None, vote_budget: float = VOTE_BUDGET, vote_threshold: int | None = None, vote_step: float | None = None,
         **_params,
     ) -> "NearestNeighbourOOD":
         if "outliers" in tensors and vote_k is None:
@@ -314,7 +321,7 @@ class NearestNeighbourOOD(OODDetector):
             raise ValueError("this bundle's outlier exposure predates the neighbour vote (no vote_k recorded): retrain it")
         if formula not in (None, TWO_TESTS):
             raise ValueError(f"unknown novelty formula {formula!r} in the bundle (this version knows: {TWO_TESTS}): upgrade sav-router")
-        detector = cls(quantile=quantile, k=int(k), vote_k=int(vote_k or cls.VOTE_K), vote_share=float(vote_share))
+        detector = cls(quantile=quantile, k=int(k), vote_k=int(vote_k or cls.VOTE_K), vote_budget=float(vote_budget))
         detector.bank_ = np.asarray(tensors["bank"], dtype=np.float16)
         detector._bank32 = detector.bank_.astype(np.float32)
         if "outliers" in tensors:
