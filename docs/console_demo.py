@@ -43,8 +43,11 @@ def save(page, output: Path, name: str, *, full_page: bool = False) -> None:
     print(f"{path} {path.stat().st_size // 1024} KB")
 
 
-def login(browser, url: str, name: str, start: str):
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+
+
+def login(browser, url: str, name: str, start: str, *, phone: bool = False):
+    context = browser.new_context(**PHONE) if phone else browser.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
     page.set_default_timeout(600_000)  # comparing two real models takes a while on a busy machine
     page.goto(url + start)
@@ -85,6 +88,9 @@ def main() -> int:
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
+            context, page = login(browser, url, "sam", "/queue/escalations", phone=True)  # a reviewer on a phone (390 px)
+            save(page, output, "queue-phone")
+            context.close()
             context, page = login(browser, url, "sam", "/queue/escalations")
             labels = set(workspace_labels(workspace))
             saved_escalation = saved_audit = False
@@ -122,6 +128,11 @@ def main() -> int:
                     page.click("button:has-text('Promote')")
             page.goto(url + "/models")
             save(page, output, "models")
+            context.close()
+            context, page = login(browser, url, "lea", "/dashboard", phone=True)
+            save(page, output, "dashboard-phone")
+            page.goto(url + "/models")
+            save(page, output, "models-phone")
             context.close()
             browser.close()
     finally:

@@ -182,5 +182,10 @@ class SqsDesk:
             return True
 
     def counts(self, user: str) -> dict[str, int]:
-        waiting = self.store.waiting() or 0
-        return {"waiting": waiting, "held": 0, "held_by_others": 0, "skipped": 0}
+        """SQS's approximate counts: visible messages wait, hidden ones are on a reviewer's screen."""
+        values = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        ).get("Attributes", {})
+        held = int(values.get("ApproximateNumberOfMessagesNotVisible", 0))
+        mine = 1 if self._held.get(user) else 0
+        return {"waiting": int(values.get("ApproximateNumberOfMessages", 0)), "held": held, "held_by_others": max(0, held - mine), "skipped": 0}
