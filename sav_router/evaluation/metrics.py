@@ -15,6 +15,11 @@ misroute, escalating it is right. `report.json` schema (all rates in [0, 1]):
 - `ece`: {`before_temperature`, `after_temperature`} (in-scope, 15 bins)
 - `threshold`: the policy that made the decisions
 - `escalation_reasons`: count per reason; `routed_per_team`: count per team
+- `novelty_tests`: per novelty test of the bundle's detector (`distance`, and with
+  outlier exposure `out_of_scope_neighbours`; `distance_plus_votes` for a bundle
+  of the previous formula), {`flagged`, `in_scope`, `out_of_scope`, `alone`}: the
+  requests it flagged (each is escalated `out_of_distribution`), of which gold in
+  scope (false alarms) and out of scope, and how many no other test flagged
 - `per_label`: {label: {precision, recall, f1, support}} (top-1, in-scope)
 - `promise`: what the bundle's precision promise covers (annotated topics only,
   or traffic like its calibrate sample, off-topic share included)
@@ -52,6 +57,21 @@ def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarr
     return k / len(order), risk, float(risk.mean())
 
 
+def novelty_test_counts(flags: dict[str, np.ndarray], in_scope: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per novelty test: requests flagged, of which in scope / out of scope, and flagged by this test alone."""
+    in_scope = np.asarray(in_scope, dtype=bool)
+    out: dict[str, dict[str, int]] = {}
+    for name, flagged in flags.items():
+        flagged = np.asarray(flagged, dtype=bool)
+        others = np.zeros_like(flagged)
+        for other, other_flags in flags.items():
+            if other != name:
+                others |= np.asarray(other_flags, dtype=bool)
+        out[name] = {"flagged": int(flagged.sum()), "in_scope": int((flagged & in_scope).sum()),
+                     "out_of_scope": int((flagged & ~in_scope).sum()), "alone": int((flagged & ~others).sum())}
+    return out
+
+
 def per_label_metrics(gold: np.ndarray, predicted: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for index, name in enumerate(labels):
@@ -86,8 +106,9 @@ def summarize(
     temperature: float,
     confidence_level: float = 0.95,
     model_version: str | None = None,
+    novelty_flags: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
-    """Metrics from scores, decisions and gold labels (no model needed)."""
+    """Metrics from scores, decisions and gold labels (no model needed); `novelty_flags`: per novelty test, the rows it flags."""
     index = {label: i for i, label in enumerate(labels)}
     n = len(gold_labels)
     in_scope = np.array([label in index for label in gold_labels], dtype=bool)
@@ -139,6 +160,7 @@ def summarize(
         "escalation_reasons": dict(sorted(reasons.items())),
         "routed_per_team": dict(sorted(Counter(d.team for d in decisions if d.routed).items())),
         "per_label": per_label_metrics(gold[in_scope], predicted[in_scope], labels),
+        "novelty_tests": novelty_test_counts(novelty_flags, in_scope) if novelty_flags else {},
     }
     return Evaluation(report, conf[in_scope], conf_raw[in_scope], correct[in_scope], confusion, list(labels))
 
@@ -158,6 +180,7 @@ def evaluate(router: Router, records: Sequence[Record]) -> Evaluation:
         temperature=router.manifest.temperature,
         confidence_level=float(calibration.get("confidence", 0.95)),
         model_version=router.version,
+        novelty_flags=novelty_flags(router, scored),
     )
     evaluation.report["target_precision"] = calibration.get("target_precision")
     evaluation.report["confidence_level"] = calibration.get("confidence")
@@ -165,6 +188,13 @@ def evaluate(router: Router, records: Sequence[Record]) -> Evaluation:
     evaluation.report["promise"] = promise_text(calibration)
     evaluation.report["monitor"] = monitor_line(router, decisions)
     return evaluation
+
+
+def novelty_flags(router: Router, scored: Scored) -> dict[str, np.ndarray] | None:
+    """Per novelty test, the requests it flags under the router's policy (None without a detector or threshold)."""
+    if router.ood is None or router.policy.ood_threshold is None or scored.embeddings is None or not len(scored.embeddings):
+        return None
+    return router.ood.novelty_tests(scored.embeddings, threshold=router.policy.ood_threshold)
 
 
 def _examples(records: Sequence[Record], decisions: Sequence[Decision], scored: Scored, labels: Sequence[str], *, per_kind: int = 30, per_pair: int = 3) -> dict[str, Any]:

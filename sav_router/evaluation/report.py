@@ -37,6 +37,10 @@ def _markdown(report: dict[str, Any], images: Sequence[str]) -> str:
         "",
         "Escalation reasons: " + (", ".join(f"`{k}` {v}" for k, v in report["escalation_reasons"].items()) or "none"),
         "",
+        "Novelty tests (requests flagged: in scope / out of scope / by this test alone): "
+        + (", ".join(f"`{k}` {v['flagged']} ({v['in_scope']} / {v['out_of_scope']} / {v['alone']})"
+                     for k, v in (report.get("novelty_tests") or {}).items()) or "none"),
+        "",
         "Routed per team: " + (", ".join(f"`{k}` {v}" for k, v in report["routed_per_team"].items()) or "none"),
         "",
     ]
