@@ -228,7 +228,7 @@ class LocalSource:
             row | {"model_version": router.version, "queued_at": now, "reasons": _selection_reasons(row.get("signals") or {})}
             for row in picked
         ]
-        from sav_router.console.audit_log import private_file
+        from sav_router.review.queue import private_file
 
         append_jsonl(private_file(self._batch_path()), items)  # request text: owner-only
         return len(items)

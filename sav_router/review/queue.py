@@ -70,14 +70,15 @@ def _read_queue(path: Path) -> list[ReviewItem]:
     return list(items.values())
 
 
-def _private(path: Path) -> None:
-    """Create a file for request text readable by its owner only (0600), if it does not exist yet."""
+def private_file(path: Path) -> Path:
+    """Create a file for request text readable by its owner only (0600), if it does not exist yet (the console's audit log too)."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except FileExistsError:
             pass
+    return path
 
 
 class LeaseLost(RuntimeError):
@@ -264,7 +265,7 @@ class LocalReviewQueue:
             if item.id in self._replay(read_jsonl(self.progress_path)):
                 raise LeaseLost(f"request {item.id} was answered by another reviewer")
             drop = self.drop_path(row)
-            _private(drop)  # request text: owner-only
+            private_file(drop)  # request text: owner-only
             append_jsonl(drop, [row])  # the answer first (fsynced) ...
             self._progress(item, ANSWERED, drop=drop.name)  # ... then "done"
             self._answered.add(item.id)
