@@ -225,3 +225,29 @@ def test_screenshots_at_desktop_and_phone_size(browser, day, screenshots):
         context.close()
     for name in ("console-queue", "console-dashboard", "console-models", "console-queue-phone", "console-dashboard-phone"):
         assert (IMAGES / f"{name}.png").stat().st_size > 10_000
+
+
+def test_an_empty_queue_notices_new_work(browser, day):
+    from sav_router.core.jsonio import append_jsonl
+
+    server = day["server"]
+    context, ana = login(browser, server, "ana", start="/queue/batch")
+    try:
+        ana.clock.install()  # the page's timers, fast-forwarded: no 20 s wait
+        ana.reload()
+        assert "Nothing waiting for you" in ana.content() and not ana.locator("article.item").count()
+        batch = dict(ITEMS[0], id="b-new", text="a new request for the batch", model_version=day["production"])
+        append_jsonl(day["root"] / "review" / "batch.jsonl", [batch])
+        with ana.expect_navigation():
+            ana.clock.run_for(21_000)
+        assert current_id(ana) == "b-new"
+        # hidden: no polling
+        press(ana, "s")
+        requests = []
+        ana.on("request", lambda r: requests.append(r.url) if r.url.endswith("/status") else None)
+        ana.evaluate("Object.defineProperty(document, 'visibilityState', {get: () => 'hidden'}); document.dispatchEvent(new Event('visibilitychange'))")
+        ana.clock.run_for(65_000)
+        ana.wait_for_timeout(300)
+        assert requests == []
+    finally:
+        context.close()
