@@ -12,6 +12,7 @@ logs or metrics.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -24,7 +25,8 @@ from typing import Any
 from sav_router.core import layout
 from sav_router.aws.s3io import put_jsonl
 from sav_router.core.bundle import Manifest
-from sav_router.core.defaults import MAX_TEXT_CHARS
+from sav_router.core.defaults import MAX_ID_CHARS, MAX_TEXT_CHARS
+from sav_router.core.jsonio import dumps as dumps_json
 from sav_router.core.traffic import batch_name, traffic_batch
 from sav_router.core.policy import (
     EMPTY_TEXT,
@@ -65,13 +67,45 @@ def parse_request(message_id: str, body: str) -> IntakeRequest:
     text = data.get("text")
     if not isinstance(text, str):
         raise MalformedMessage("missing or non-string 'text'")
+    # Bounded where they enter, so every message sent on (dispatch, audit copy: text once, id in body and attribute)
+    # fits SQS's 256 KiB whatever the characters (`message_size` below; tests/lambdas/test_routing_effects.py).
+    if len(str(request_id)) > MAX_ID_CHARS:
+        raise MalformedMessage(f"'id' longer than {MAX_ID_CHARS} characters")
     if len(text) > MAX_TEXT_CHARS:
         raise MalformedMessage(f"'text' longer than {MAX_TEXT_CHARS} characters")
     for name, value in (("id", str(request_id)), ("text", text)):
         if not _encodable(value):
             # It would fail the whole batch's endpoint payload later: refused alone, here.
             raise MalformedMessage(f"'{name}' is not valid Unicode (lone surrogate)")
+    if not _sqs_attribute_safe(str(request_id)):
+        # The id travels as a message attribute, where SQS refuses these characters (the send would fail forever).
+        raise MalformedMessage("'id' holds a control character or U+FFFE/U+FFFF")
     return IntakeRequest(message_id=message_id, id=str(request_id), text=text)
+
+
+# SQS accepts #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF in bodies and attribute values.
+_SQS_REFUSED = {c: f"\\u{c:04x}" for c in [*range(0x20), 0xFFFE, 0xFFFF] if c not in (0x9, 0xA, 0xD)}
+SQS_MAX_BYTES = 256 * 1024
+
+
+def _sqs_attribute_safe(value: str) -> bool:
+    return not any(ord(c) in _SQS_REFUSED for c in value)
+
+
+def sqs_body(value: Any) -> str:
+    """JSON for an SQS body: the line codec's escapes, plus U+FFFE/U+FFFF (JSON escapes the C0 controls already)."""
+    return dumps_json(value).translate(_SQS_REFUSED)
+
+
+def message_size(body: str, attributes: Mapping[str, Mapping[str, str]]) -> int:
+    """Bytes SQS counts against its limit: the body plus each attribute's name, type and value."""
+    return len(body.encode("utf-8")) + sum(
+        len(name.encode()) + len(spec["DataType"].encode()) + len(spec["StringValue"].encode("utf-8")) for name, spec in attributes.items()
+    )
+
+
+class MessageTooLarge(ValueError):
+    """A message the Lambda would send exceeds SQS's limit (the entry bounds make this unreachable)."""
 
 
 def _encodable(value: str) -> bool:
@@ -230,46 +264,78 @@ class Dispatcher:
             return f"team:{record['team']}", self.team_queues[record["team"]]
         return "review", self.review_queue_url
 
-    def send(self, request: IntakeRequest, record: Mapping[str, Any]) -> str:
-        where, url = self.destination(record)
+    def samples_audit(self, record: Mapping[str, Any]) -> bool:
+        """Whether a decided request is also an audit sample (drawn once; the effect ledger keeps the draw)."""
+        return record["decision"] == ROUTE and bool(self.audit_share) and self.rng() < self.audit_share
+
+    def _send(self, url: str, body: str, attributes: dict[str, dict[str, str]]) -> None:
+        size = message_size(body, attributes)
+        if size > SQS_MAX_BYTES:
+            raise MessageTooLarge(f"message of {size} bytes exceeds SQS's {SQS_MAX_BYTES}")
+        self.sqs.send_message(QueueUrl=url, MessageBody=body, MessageAttributes=attributes)
+
+    def _attributes(self, request: IntakeRequest, record: Mapping[str, Any], dedup_key: str | None) -> dict[str, dict[str, str]]:
         attributes = {
             "decision": {"DataType": "String", "StringValue": record["decision"]},
             "request_id": {"DataType": "String", "StringValue": request.id},
         }
         if record["reasons"]:
             attributes["reasons"] = {"DataType": "String", "StringValue": ",".join(record["reasons"])}
+        if dedup_key:
+            attributes["dedup_key"] = {"DataType": "String", "StringValue": dedup_key}
+        return attributes
+
+    def send(self, request: IntakeRequest, record: Mapping[str, Any], *, dedup_key: str | None = None) -> str:
+        """The dispatch: to the team's queue, or to human review. Returns where (for logs)."""
+        where, url = self.destination(record)
         body = {"request": {"id": request.id, "text": request.text}, "decision": record}
-        self.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body, ensure_ascii=False), MessageAttributes=attributes)
-        if record["decision"] == ROUTE and self.audit_share and self.rng() < self.audit_share:
-            # Audit sample: routed as decided, and also labeled blind by a reviewer to measure live precision.
-            audit = {**attributes, "audit": {"DataType": "String", "StringValue": "true"}}
-            self.sqs.send_message(QueueUrl=self.review_queue_url, MessageBody=json.dumps(body | {"audit": True}, ensure_ascii=False), MessageAttributes=audit)
-            where += "+audit"
+        self._send(url, sqs_body(body), self._attributes(request, record, dedup_key))
         return where
 
-    def dead_letter(self, message_id: str, body: str, reason: str) -> None:
-        self.sqs.send_message(
-            QueueUrl=self.dead_letter_url,
-            MessageBody=body,
-            MessageAttributes={
-                "reason": {"DataType": "String", "StringValue": reason},
-                "source_message_id": {"DataType": "String", "StringValue": message_id},
-            },
-        )
+    def send_audit(self, request: IntakeRequest, record: Mapping[str, Any], *, dedup_key: str | None = None) -> None:
+        """Audit sample: routed as decided, and also labeled blind by a reviewer to measure live precision."""
+        attributes = self._attributes(request, record, dedup_key) | {"audit": {"DataType": "String", "StringValue": "true"}}
+        body = {"request": {"id": request.id, "text": request.text}, "decision": record, "audit": True}
+        self._send(self.review_queue_url, sqs_body(body), attributes)
+
+    def dead_letter(self, message_id: str, body: str, reason: str, *, dedup_key: str | None = None) -> bool:
+        """Send a message that is not a request to the DLQ with its reason. A body too large to fit beside the
+        reason attributes is cut to fit (marked `body_truncated`, with the whole body's size and SHA-256); returns
+        whether it was cut."""
+        attributes = {
+            "reason": {"DataType": "String", "StringValue": reason},
+            "source_message_id": {"DataType": "String", "StringValue": message_id[:MAX_ID_CHARS]},
+        }
+        if dedup_key:
+            attributes["dedup_key"] = {"DataType": "String", "StringValue": dedup_key}
+        truncated = message_size(body, attributes) > SQS_MAX_BYTES
+        if truncated:
+            raw = body.encode("utf-8", errors="replace")
+            attributes["body_truncated"] = {"DataType": "String", "StringValue": "true"}
+            attributes["body_bytes"] = {"DataType": "Number", "StringValue": str(len(raw))}
+            attributes["body_sha256"] = {"DataType": "String", "StringValue": hashlib.sha256(raw).hexdigest()}
+            room = SQS_MAX_BYTES - message_size("", attributes)
+            body = raw[:room].decode("utf-8", errors="ignore")
+        self._send(self.dead_letter_url, body, attributes)
+        return truncated
 
 
 @dataclass
 class Batch:
     """One invocation's state, handed to the handling of each of its records: the endpoint's answers by SQS message
-    id, and the requests dispatched so far with their decisions (what the batch's traffic log holds)."""
+    id, the effect-ledger keys claimed (released at the end), and the dispatched requests whose traffic row is not
+    logged yet, with their decisions and message ids (what the batch's traffic log holds)."""
 
     predictions: Mapping[str, Mapping[str, Any]]
     requests: list[IntakeRequest] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    claimed: list[str] = field(default_factory=list)
 
-    def dispatched(self, request: IntakeRequest, record: dict[str, Any]) -> None:
+    def dispatched(self, request: IntakeRequest, record: dict[str, Any], key: str = "") -> None:
         self.requests.append(request)
         self.records.append(record)
+        self.keys.append(key)
 
 
 class TrafficLog:
