@@ -3,7 +3,9 @@
 Same inputs and outputs as the torch backend: tokenized texts in
 length-sorted batches (little padding), logits and mean-pooled embeddings
 back in input order. The exported files and their equivalence reports live
-in the manifest's `serving.onnx` record (see `onnx_export`).
+in the manifest's `serving.onnx` record (see `onnx_export`). Imports neither
+torch nor transformers: the tokenizer is read with the `tokenizers` library
+alone (`encoding.load_tokenizer`), so a server of an ONNX bundle never loads torch.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import numpy as np
 
 from sav_router import env
 from sav_router.core.bundle import BundleError, Manifest
-
 from sav_router.model.backends import ONNX, ONNX_INT8
+from sav_router.model.backends.encoding import MAX_PADDING, Encoded, length_sorted_batches, load_tokenizer
 
 VARIANTS = (ONNX, ONNX_INT8)
 
@@ -48,12 +50,8 @@ class OnnxBackend:
         batch_size: int = 64,
         require_approval: bool = True,
     ) -> None:
-        import onnxruntime as ort
-        from transformers import AutoTokenizer
-
         if variant not in VARIANTS:
             raise ValueError(f"unknown ONNX variant {variant!r} (available: {', '.join(VARIANTS)})")
-        self.name = variant
         bundle_dir = Path(bundle_dir)
         record = onnx_record(manifest)
         relative = (record.get("files") or {}).get(variant)
@@ -64,27 +62,40 @@ class OnnxBackend:
                 f"{bundle_dir}: the int8 model has not passed the equivalence check (top-1 agreement >= 99.5%, accuracy within 0.5 point); "
                 f"run `sav-router export-onnx {bundle_dir} --check LABELED_DATA` or serve with --backend onnx"
             )
-        self.path = bundle_dir / relative
-        self.session = ort.InferenceSession(str(self.path), session_options(num_threads), providers=["CPUExecutionProvider"])
-        self.tokenizer = AutoTokenizer.from_pretrained(str(bundle_dir), local_files_only=True)
-        self.max_length = manifest.max_length
-        self.num_labels = len(manifest.labels)
-        self.batch_size = batch_size
-        from sav_router.model.network import MAX_PADDING
+        self._open(bundle_dir / relative, bundle_dir, name=variant, max_length=manifest.max_length, num_labels=len(manifest.labels),
+                   num_threads=num_threads, batch_size=batch_size)
 
+    @classmethod
+    def from_file(cls, path: str | Path, tokenizer_dir: str | Path, *, name: str, max_length: int, num_labels: int,
+                  num_threads: int | None = None, batch_size: int = 64) -> "OnnxBackend":
+        """A backend on an exported file before any manifest records it (training's equivalence gate)."""
+        backend = cls.__new__(cls)
+        backend._open(Path(path), Path(tokenizer_dir), name=name, max_length=max_length, num_labels=num_labels,
+                      num_threads=num_threads, batch_size=batch_size)
+        return backend
+
+    def _open(self, path: Path, tokenizer_dir: Path, *, name: str, max_length: int, num_labels: int, num_threads: int | None,
+              batch_size: int) -> None:
+        import onnxruntime as ort
+
+        self.name = name
+        self.path = path
+        self.session = ort.InferenceSession(str(path), session_options(num_threads), providers=["CPUExecutionProvider"])
+        self.tokenizer = load_tokenizer(tokenizer_dir)
+        self.max_length = max_length
+        self.num_labels = num_labels
+        self.batch_size = batch_size
         self.max_padding = MAX_PADDING  # padded tokens allowed per real token inside one session run
 
     def forward(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        from sav_router.model.network import Encoded, length_sorted_batches
-
         logits = np.zeros((len(texts), self.num_labels), dtype=np.float32)
         if not texts:
             return logits, np.zeros((0, 0), dtype=np.float32)
         encoded = Encoded(self.tokenizer, texts, self.max_length)
         pooled: np.ndarray | None = None
         for indices in length_sorted_batches(encoded.lengths, self.batch_size, self.max_padding):
-            ids, mask = encoded.batch(indices)
-            batch_logits, batch_pooled = self.session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+            ids, mask = encoded.arrays(indices)
+            batch_logits, batch_pooled = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
             if pooled is None:
                 pooled = np.zeros((len(texts), batch_pooled.shape[1]), dtype=np.float32)
             logits[indices] = batch_logits
