@@ -31,7 +31,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 # `recalibrate` options: the calibration knobs of TrainConfig (left out: the bundle's own settings)
-RECALIBRATION_KNOBS = ("target_precision", "confidence", "margins", "tuning_share", "seed")
+RECALIBRATION_KNOBS = ("target_precision", "confidence", "margins", "tuning_share", "seed", "serving_backend")
 
 
 def _cmd_recalibrate(args: argparse.Namespace) -> int:

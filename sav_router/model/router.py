@@ -8,6 +8,7 @@ through `Router.predict`, so there is one code path from text to decision.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,12 @@ from sav_router.core.policy import (
     decision_record,
     escalation,
 )
-from sav_router.model.backends import DEFAULT_BACKEND, InferenceBackend, load_backend
+from sav_router.model.backends import DEFAULT_BACKEND, InferenceBackend, certified_backend, load_backend, resolve_backend, uncovered_message
 
 if TYPE_CHECKING:
     from sav_router.model.ood import OODDetector
+
+log = logging.getLogger("sav_router.model")
 
 
 class Request(Protocol):
@@ -79,6 +82,21 @@ def load_ood(bundle_dir: str | Path, manifest: Manifest) -> "OODDetector | None"
         raise BundleError(f"{bundle_dir}: cannot load the OOD detector: {exc}") from exc
 
 
+def verify_certified_file(bundle_dir: str | Path, manifest: Manifest) -> None:
+    """The certified ONNX file is the one the promise was computed on (its SHA-256), or a BundleError."""
+    from sav_router.core.bundle import BundleError
+
+    record = manifest.serving.get("certification") or {}
+    if not record.get("file") or not record.get("sha256"):
+        return
+    from sav_router.model.backends import file_sha256
+
+    path = Path(bundle_dir) / record["file"]
+    if not path.is_file() or file_sha256(path) != record["sha256"]:
+        raise BundleError(f"{path}: missing or changed since the bundle was certified on it (SHA-256 differs from router.json): "
+                          "its promise does not cover this file; restore the bundle or recalibrate it")
+
+
 class Router:
     def __init__(self, manifest: Manifest, backend: InferenceBackend, ood: "OODDetector | None", policy: RoutingPolicy | None = None) -> None:
         self.manifest = manifest
@@ -86,11 +104,22 @@ class Router:
         self.ood = ood
         self.policy = policy or manifest.policy
 
+    @property
+    def certified(self) -> bool:
+        """Whether the bundle's thresholds and promise were computed on this backend's scores."""
+        return getattr(self.backend, "name", None) == certified_backend(self.manifest)
+
     @classmethod
     def load(cls, bundle_dir: str | Path, *, backend: str = DEFAULT_BACKEND, policy: RoutingPolicy | None = None, num_threads: int | None = None) -> "Router":
+        """The bundle with its certified backend by default; another one loads with a warning that the promise does not cover it."""
         manifest = read_manifest(bundle_dir)
         check_bundle_files(bundle_dir, manifest)  # a BundleError naming the file, before any loader runs
-        return cls(manifest, load_backend(backend, bundle_dir, manifest, num_threads=num_threads), load_ood(bundle_dir, manifest), policy)
+        name = resolve_backend(backend, manifest)
+        if name == certified_backend(manifest):
+            verify_certified_file(bundle_dir, manifest)
+        else:
+            log.warning("%s: %s", bundle_dir, uncovered_message(name, manifest))
+        return cls(manifest, load_backend(name, bundle_dir, manifest, num_threads=num_threads), load_ood(bundle_dir, manifest), policy)
 
     @property
     def labels(self) -> list[str]:

@@ -137,12 +137,29 @@ def _train_into(data_paths, output_dir: Path, shown_dir: Path, *, config: TrainC
     validation = ([r.text for r in splits.validation], [str(r.label) for r in splits.validation])
     classifier.fit([r.text for r in train], [str(r.label) for r in train], validation=validation, classes=labels)
 
+    # The network goes into the bundle first: the ONNX export and its gate read its tokenizer and config there.
+    from sav_router.model.backends.certify import certify_backend
+    from sav_router.model.network import save_network
+
+    save_network(classifier.network_, classifier.tokenizer_, output_dir)
+    # Certify what serves: export, check against PyTorch on held-out rows, choose; everything below is computed
+    # on the chosen backend's scores (the detector's index, temperature, thresholds, promise, reference, check report).
+    gate_rows = splits.validation + splits.calibration
+    certification = certify_backend(
+        output_dir, classifier.network_, classifier.tokenizer_, labels=labels, max_length=config.max_length,
+        gate_texts=[r.text for r in gate_rows], gate_labels=[str(r.label) for r in gate_rows],
+        reference_forward=classifier.logits_and_embeddings, requested=config.serving_backend, num_threads=config.num_threads, log=log,
+    )
+    forward = certification.forward
     index = {label: i for i, label in enumerate(labels)}
-    _, train_embeddings = classifier.logits_and_embeddings([r.text for r in train])
+    _, train_embeddings = forward([r.text for r in train])
     detector = make_detector(config.ood_method, quantile=config.ood_quantile, k=config.ood_k)
     detector.fit(train_embeddings, np.array([index[str(r.label)] for r in train]))
-    outlier_embeddings = classifier.logits_and_embeddings([r.text for r in outlier_rows])[1] if outlier_rows else None
-    cal_logits, cal_embeddings = classifier.logits_and_embeddings([r.text for r in splits.calibration])
+    outlier_embeddings = forward([r.text for r in outlier_rows])[1] if outlier_rows else None
+    if certification.backend in certification.outputs:  # the gate scored the calibration rows already (after the validation rows)
+        cal_logits, cal_embeddings = (part[len(splits.validation):] for part in certification.outputs[certification.backend])
+    else:
+        cal_logits, cal_embeddings = forward([r.text for r in splits.calibration])
     cal_labels = np.array([index.get(str(r.label), -1) for r in splits.calibration])  # -1: out of scope
     in_scope = cal_labels >= 0
     # Rows carved from teach data are all in scope, so they take the single Learn-then-Test; a traffic
@@ -159,7 +176,7 @@ def _train_into(data_paths, output_dir: Path, shown_dir: Path, *, config: TrainC
     else:
         scope = promise(ANNOTATED_TOPICS, target=config.target_precision, confidence=config.confidence)
     log(f"calibration: temperature {result.temperature:.3f}; {result.message}")
-    log(f"promise: {scope['text']}")
+    log(f"promise: {scope['text']} (computed on the {certification.backend} backend's scores)")
     # the calibrate rows were never trained on: the model's own scores of them are out of sample
     label_doubts = label_error_estimate(softmax(cal_logits, result.temperature), cal_labels, labels, cal_embeddings)
     if label_doubts is not None:
@@ -193,12 +210,11 @@ def _train_into(data_paths, output_dir: Path, shown_dir: Path, *, config: TrainC
             "history": classifier.history_.to_dict(),
         },
         metrics={"calibration_accuracy": cal_accuracy, "calibration_coverage": result.coverage, "calibration_precision": result.empirical_precision},
+        serving=certification.serving,
     )
+    certification.record_decisions(manifest, detector)
     from safetensors.numpy import save_file
 
-    from sav_router.model.network import save_network
-
-    save_network(classifier.network_, classifier.tokenizer_, output_dir)
     save_file(detector.tensors(), str(output_dir / OOD_FILE))
     outcome = TrainResult(output_dir, manifest, data, splits.sizes(), augmentation.to_dict())
 

@@ -19,6 +19,9 @@ from typing import Any
 # implements exactly these (a test keeps the two equal).
 OOD_METHODS = ("knn", "mahalanobis")
 HEADS = ("cosine", "linear")
+# Backends a bundle can be certified on; "auto" = the fastest passing the equivalence gate
+# (`sav_router.model.backends.certify.CHOICES`; a test keeps the two equal).
+SERVING_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 # Options of a training job that are not model settings (SageMaker hyperparameters only).
 JOB_KEYS = ("text_column", "label_column")
 
@@ -69,6 +72,10 @@ class TrainConfig:
     out_of_scope_label: str | None = _knob(
         None, "the reserved 'none of these' answer (default: $SAV_ROUTER_OUT_OF_SCOPE_LABEL, else out_of_scope)"
     )
+    serving_backend: str = _knob(
+        "auto", "backend whose scores the thresholds and promise are computed on, and that serves: auto = the fastest that passes "
+        "the equivalence gate with PyTorch (onnx-int8, then onnx, else torch)", choices=SERVING_BACKENDS
+    )
     num_threads: int | None = _knob(None, "torch threads (default: usable cores)", flag="--threads")
     device: str | None = _knob(None, "torch device for fine-tuning: cpu, cuda, cuda:N (default: $SAV_ROUTER_DEVICE, else cuda when available)")
     max_steps: int | None = _knob(None, "stop fine-tuning after this many steps (smoke runs)")
@@ -90,6 +97,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.ood_method not in OOD_METHODS:
             raise ValueError(f"unknown ood_method {self.ood_method!r} (available: {', '.join(OOD_METHODS)})")
+        if self.serving_backend not in SERVING_BACKENDS:
+            raise ValueError(f"unknown serving_backend {self.serving_backend!r} (available: {', '.join(SERVING_BACKENDS)})")
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r} (available: {', '.join(HEADS)})")
         if not (isinstance(self.tuning_share, (int, float)) and 0 < self.tuning_share < 1):

@@ -27,7 +27,7 @@ import numpy as np
 
 from sav_router.calibration.joint import calibrate_on_traffic
 from sav_router.calibration.promise import TRAFFIC_SAMPLE, promise
-from sav_router.core.bundle import MANIFEST_NAME, OOD_FILE, Manifest, read_manifest, write_manifest
+from sav_router.core.bundle import MANIFEST_NAME, OOD_FILE, Manifest, check_bundle_files, read_manifest, staged_bundle, write_manifest
 from sav_router.data.annotations import CALIBRATE, Columns, load_annotations, write_rejects
 from sav_router.data.splits import fingerprint
 from sav_router.calibration.temperature import softmax
@@ -36,7 +36,8 @@ from sav_router.training.config import TrainConfig
 from sav_router.training.manifest import calibrated_fields, version_fields
 
 # Not carried over: what this module rewrites, and the parent's check report (it was about the parent's policy).
-REWRITTEN = {MANIFEST_NAME, "check_report", "rejects.jsonl", "superseded.jsonl"}
+# The ONNX models are exported and certified again (`model.backends.certify`), like train does.
+REWRITTEN = {MANIFEST_NAME, "check_report", "rejects.jsonl", "superseded.jsonl", "onnx"}
 
 
 def recalibration_config(parent: Manifest, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
@@ -64,9 +65,8 @@ def recalibrate_bundle(
     share, seed...) win over the bundle's own training settings, which win over
     TrainConfig's defaults.
     """
-    from safetensors.numpy import save_file
-
-    from sav_router.model.router import Router
+    from sav_router.model.backends import TORCH, load_backend
+    from sav_router.model.router import load_ood
 
     bundle_dir, output_dir = Path(bundle_dir), Path(output_dir)
     if output_dir.resolve() == bundle_dir.resolve():
@@ -82,28 +82,54 @@ def recalibrate_bundle(
             "no rows tagged 'calibrate' in the data: recalibration needs an annotated random sample of live traffic "
             "(`sav-router import BATCH.json --as calibrate`, or a split column valued calibrate)"
         )
-    router = Router.load(bundle_dir)
-    if router.ood is None:
+    check_bundle_files(bundle_dir, parent)
+    detector = load_ood(bundle_dir, parent)
+    if detector is None:
         raise RecalibrationError(f"{bundle_dir} has no novelty detector to recalibrate (an older bundle: retrain it)")
     index = {label: i for i, label in enumerate(parent.labels)}
     labels = np.array([index.get(str(r.label), -1) for r in sample])  # -1: out of scope (the reserved answer is no label)
     log(f"{len(sample)} calibrate rows ({int((labels < 0).sum())} out of scope or on labels the bundle does not know); "
         f"{len(data.rejects)} rejected")
-    scored = router.score([r.text for r in sample])
-    detector = router.ood
+    with staged_bundle(output_dir) as staging:
+        manifest = _recalibrate_into(staging, bundle_dir, parent, config, data, sample, labels, detector, data_paths,
+                                     load_backend(TORCH, bundle_dir, parent, num_threads=config.num_threads), log)
+    log(f"model {manifest.model_version} (recalibrated from {parent.model_version}) written to {output_dir}")
+    return manifest
+
+
+def _recalibrate_into(output_dir: Path, bundle_dir: Path, parent: Manifest, config: TrainConfig, data, sample, labels: np.ndarray,
+                      detector, data_paths, reference, log) -> Manifest:
+    from safetensors.numpy import save_file
+
+    from sav_router.model.backends.certify import certify_backend
+
+    for entry in bundle_dir.iterdir():
+        if entry.name in REWRITTEN or entry.name == parent.ood.get("file", OOD_FILE):
+            continue
+        if entry.is_symlink():
+            raise RecalibrationError(f"{entry}: a link in the bundle; not followed")
+        (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, output_dir / entry.name)
+    # Certify what serves, as train does: export, check against PyTorch on the sample's texts, choose; then calibrate on its scores.
+    texts = [r.text for r in sample]
+    certification = certify_backend(
+        output_dir, reference.network, reference.tokenizer, labels=parent.labels, max_length=parent.max_length,
+        gate_texts=texts, gate_labels=[str(r.label) for r in sample], reference_forward=reference.forward,
+        requested=config.serving_backend, num_threads=config.num_threads, log=log,
+    )
+    logits, embeddings = certification.outputs.get(certification.backend) or certification.forward(texts)
     previous = getattr(detector, "outliers_", None)
     settings = config.calibration_settings()
-    result, novelty = calibrate_on_traffic(scored.logits, scored.embeddings, labels, parent.labels, detector, settings,
+    result, novelty = calibrate_on_traffic(logits, embeddings, labels, parent.labels, detector, settings,
                                            outlier_embeddings=None if previous is None else np.asarray(previous, dtype=np.float32))
     log(f"calibration: temperature {result.temperature:.3f}; {result.message}")
     scope = promise(TRAFFIC_SAMPLE, target=config.target_precision, confidence=config.confidence, out_of_scope_rows=result.out_of_scope)
-    log(f"promise: {scope['text']}")
+    log(f"promise: {scope['text']} (computed on the {certification.backend} backend's scores)")
 
     sample_fingerprint = fingerprint(sample)
     manifest = replace(
         parent,
-        **calibrated_fields(result, detector, scope=scope, logits=scored.logits, novelty=novelty, teams=parent.policy.teams,
-                            label_doubts=label_error_estimate(softmax(scored.logits, result.temperature), labels, parent.labels, scored.embeddings)),
+        **calibrated_fields(result, detector, scope=scope, logits=logits, novelty=novelty, teams=parent.policy.teams,
+                            label_doubts=label_error_estimate(softmax(logits, result.temperature), labels, parent.labels, embeddings)),
         **version_fields(hashlib.sha256(f"{parent.model_version}:{sample_fingerprint}".encode()).hexdigest()),
         ood=parent.ood | {"threshold": detector.threshold_, "params": detector.params()},
         training=parent.training | {"recalibration": {
@@ -117,17 +143,11 @@ def recalibrate_bundle(
         metrics={k: v for k, v in parent.metrics.items() if k != "check"} | {
             "calibration_coverage": result.coverage, "calibration_precision": result.empirical_precision,
         },
+        serving=certification.serving,
     )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for entry in bundle_dir.iterdir():
-        if entry.name in REWRITTEN or entry.name == parent.ood.get("file", OOD_FILE):
-            continue
-        if entry.is_symlink():
-            raise RecalibrationError(f"{entry}: a link in the bundle; not followed")
-        (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, output_dir / entry.name)
+    certification.record_decisions(manifest, detector)
     save_file(detector.tensors(), str(output_dir / manifest.ood.get("file", OOD_FILE)))
     if data.rejects:
         write_rejects(data.rejects, output_dir / "rejects.jsonl")
     write_manifest(output_dir, manifest)
-    log(f"model {manifest.model_version} (recalibrated from {parent.model_version}) written to {output_dir}")
     return manifest

@@ -11,13 +11,17 @@ otherwise.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sav_router.model.backends import TORCH
+from sav_router.model.backends import TORCH, file_sha256
 from sav_router.model.backends.onnx_backend import ONNX, ONNX_INT8, OnnxBackend, onnx_record
 from sav_router.core.bundle import read_manifest, write_manifest
 
@@ -29,41 +33,67 @@ GELU_OPS = ("Gelu", "FastGelu", "BiasGelu")
 
 
 def export_fp32(bundle_dir: str | Path, output: str | Path) -> Path:
+    """The bundle's network (as its manifest describes it) exported to `output` (`export_network`)."""
+    from sav_router.model.network import load_network
+
+    manifest = read_manifest(bundle_dir)
+    network, tokenizer = load_network(bundle_dir, manifest)
+    return export_network(network, tokenizer, output)
+
+
+def export_network(network, tokenizer, output: str | Path) -> Path:
     """Trace the network (encoder + mean pooling + head) with dynamic batch and sequence axes.
 
     TorchScript export with eager attention, not the dynamo exporter: ONNX Runtime's BERT
     fusions (one Attention kernel per layer, embedding and skip LayerNorms) recognise the
     graphs it writes and not the SDPA masking that dynamo exports; the fused fp32 graph
     answers one Banking77 request 2.3x faster than eager PyTorch (BENCHMARKS.md, serving).
+    A CPU copy is traced: `network` (maybe on a GPU, maybe still training) is left as it is.
     """
+    import copy
+
     import torch
 
-    from sav_router.model.network import load_network
-
-    manifest = read_manifest(bundle_dir)
-    network, tokenizer = load_network(bundle_dir, manifest)
+    network = copy.deepcopy(network).to("cpu").eval()
     if hasattr(network.encoder, "set_attn_implementation"):
         network.encoder.set_attn_implementation("eager")
     example = tokenizer(["an example request to trace", "another one"], padding=True, return_tensors="pt")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     axes = {0: "batch", 1: "sequence"}
-    torch.onnx.export(
-        network,
-        (example["input_ids"], example["attention_mask"]),
-        str(output),
-        dynamo=False,
-        opset_version=17,
-        input_names=["input_ids", "attention_mask"],
-        output_names=["logits", "pooled"],
-        dynamic_axes={
-            "input_ids": axes,
-            "attention_mask": axes,
-            "logits": {0: "batch"},
-            "pooled": {0: "batch"},
-        },
-    )
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on shapes the dynamic axes cover; the equivalence gate checks the result
+        torch.onnx.export(
+            network,
+            (example["input_ids"], example["attention_mask"]),
+            str(output),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits", "pooled"],
+            dynamic_axes={
+                "input_ids": axes,
+                "attention_mask": axes,
+                "logits": {0: "batch"},
+                "pooled": {0: "batch"},
+            },
+        )
     return output
+
+
+def export_variants(folder: str | Path, network=None, tokenizer=None, *, log: Callable[[str], None] = print) -> dict:
+    """fp32 (fused) and int8 files written under `folder/onnx/`; returns the `serving.onnx` record's files, opset and fusions.
+
+    `network` and `tokenizer`: the model to export (training); without them the bundle's own (export-onnx).
+    """
+    folder = Path(folder)
+    fp32 = export_fp32(folder, folder / FILES[ONNX]) if network is None else export_network(network, tokenizer, folder / FILES[ONNX])
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    heads, hidden = config.get("num_attention_heads") or config.get("n_heads"), config.get("hidden_size") or config.get("dim")
+    fused = fuse_transformer_ops(fp32, num_heads=int(heads), hidden_size=int(hidden), log=log) if heads and hidden else {}
+    log(f"fused operators: {fused or 'none'}")
+    quantize_int8(fp32, folder / FILES[ONNX_INT8])
+    return {"files": dict(FILES), "opset": _opset(fp32), "fused_operators": fused}
 
 
 def fuse_transformer_ops(path: str | Path, *, num_heads: int, hidden_size: int, log: Callable[[str], None] = print) -> dict[str, int]:
@@ -113,16 +143,21 @@ def quantize_int8(fp32_path: str | Path, output: str | Path) -> Path:
         if node.op_type == "Attention"
         or (node.op_type == "MatMul" and node.input[1] in weights and producer.get(node.input[0]) not in GELU_OPS)
     ]
-    quantize_dynamic(
-        str(fp32_path),
-        str(output),
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul", "Attention"],
-        nodes_to_quantize=chosen,
-        per_channel=True,
-        # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing" advice, logged on the root logger at every call
+    try:
+        quantize_dynamic(
+            str(fp32_path),
+            str(output),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Attention"],
+            nodes_to_quantize=chosen,
+            per_channel=True,
+            # fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        logging.getLogger().setLevel(quiet)
     return Path(output)
 
 
@@ -183,21 +218,24 @@ def prepare_onnx(
     files are exported but int8 stays unapproved (the fp32 model can still be
     served: it matches PyTorch to float rounding).
     """
-    from sav_router.model.router import Router
+    from sav_router.model.backends import certified_backend, load_backend
+    from sav_router.model.router import Router, load_ood
 
     bundle_dir = Path(bundle_dir)
-    fp32 = export_fp32(bundle_dir, bundle_dir / FILES[ONNX])
-    config = json.loads((bundle_dir / "config.json").read_text(encoding="utf-8"))
-    heads, hidden = config.get("num_attention_heads") or config.get("n_heads"), config.get("hidden_size") or config.get("dim")
-    fused = fuse_transformer_ops(fp32, num_heads=int(heads), hidden_size=int(hidden), log=log) if heads and hidden else {}
-    log(f"fused operators: {fused or 'none'}")
-    quantize_int8(fp32, bundle_dir / FILES[ONNX_INT8])
     manifest = read_manifest(bundle_dir)
+    certified = certified_backend(manifest)
+    kept = _keep_certified(bundle_dir, manifest, certified)
+    exported = export_variants(bundle_dir, log=log)
+    if kept is not None:
+        kept.restore(log)
     record = onnx_record(manifest)
-    record.update(files=dict(FILES), opset=_opset(fp32), fused_operators=fused, equivalence={})
+    previous_checks = dict(record.get("equivalence") or {})
+    record.update(exported, equivalence={})
+    if certified in previous_checks:
+        record["equivalence"][certified] = previous_checks[certified]  # kept until re-checked below
     manifest.serving["onnx"] = record
     if texts:
-        reference = Router.load(bundle_dir, backend=TORCH, num_threads=num_threads)
+        reference = Router(manifest, load_backend(TORCH, bundle_dir, manifest, num_threads=num_threads), load_ood(bundle_dir, manifest))
         for variant in (ONNX, ONNX_INT8):
             backend = OnnxBackend(bundle_dir, manifest, variant=variant, num_threads=num_threads, require_approval=False)
             result = compare(reference, Router(reference.manifest, backend, reference.ood), texts, labels)
@@ -212,8 +250,33 @@ def prepare_onnx(
     if previous in FILES:
         previous = "torch"  # a re-export voids earlier approvals
     manifest.serving["backend"] = approved[0] if approved else previous
+    if certified != manifest.serving["backend"]:
+        log(f"note: this bundle's promise was certified on the {certified} backend, which serves it by default; "
+            f"{manifest.serving['backend']} is approved by the gate but not covered by the promise (`sav-router recalibrate` certifies a new sample on it)")
     write_manifest(bundle_dir, manifest)
     return manifest.serving
+
+
+class _Kept:
+    """A certified ONNX file set aside before a re-export, put back if the re-export changed it."""
+
+    def __init__(self, path: Path, digest: str) -> None:
+        self.path, self.digest = path, digest
+        self.backup = path.with_name(path.name + ".certified")
+        shutil.copy2(path, self.backup)
+
+    def restore(self, log: Callable[[str], None]) -> None:
+        if file_sha256(self.path) != self.digest:
+            log(f"{self.path.name}: the re-export differs from the certified file; the certified one is kept (its promise holds for it)")
+            os.replace(self.backup, self.path)
+        else:
+            self.backup.unlink()
+
+
+def _keep_certified(bundle_dir: Path, manifest, certified: str) -> "_Kept | None":
+    digest = (manifest.serving.get("certification") or {}).get("sha256")
+    path = bundle_dir / FILES.get(certified, "")
+    return _Kept(path, digest) if certified in FILES and digest and path.is_file() else None
 
 
 def _opset(path: Path) -> int:
