@@ -21,6 +21,7 @@ IMAGE_URI = "SAV_ROUTER_IMAGE_URI"  # `python app.py` / `cdk deploy`: overrides 
 
 # The HTTP server (a SageMaker container is configured only through its environment)
 BACKEND = "SAV_ROUTER_BACKEND"  # torch | onnx | onnx-int8 (default: the bundle's recorded choice)
+UNCERTIFIED_BACKEND = "SAV_ROUTER_UNCERTIFIED_BACKEND"  # 1: serve a backend the bundle's promise was not computed on (refused otherwise)
 HOST = "SAV_ROUTER_HOST"  # bind address of the image's `serve` (default 0.0.0.0 there, 127.0.0.1 for the CLI)
 MAX_PAYLOAD_MB = "SAV_ROUTER_MAX_PAYLOAD_MB"
 MAX_BATCH_SIZE = "SAV_ROUTER_MAX_BATCH_SIZE"

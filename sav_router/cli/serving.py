@@ -32,6 +32,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         host=args.host,
         backend=args.backend,
+        uncertified_backend=args.uncertified_backend or None,
         num_threads=args.threads,
         settings=settings,
         access_log=args.access_log,
@@ -68,7 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--model", metavar="DIR", help="bundle folder or model.tar.gz (default: /opt/ml/model)")
     serve.add_argument("--port", type=int, help="default: $SAGEMAKER_BIND_TO_PORT or 8080")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; the container binds 0.0.0.0)")
-    serve.add_argument("--backend", choices=SERVE_BACKENDS, help="default: $SAV_ROUTER_BACKEND, else the bundle's recorded choice, else torch")
+    serve.add_argument("--backend", choices=SERVE_BACKENDS,
+                       help="default: $SAV_ROUTER_BACKEND, else the backend the bundle was certified on (its thresholds and promise "
+                            "were computed on that backend's scores); another one is refused without --uncertified-backend")
+    serve.add_argument("--uncertified-backend", action="store_true",
+                       help="serve a --backend the bundle was not certified on: the promise does not cover its decisions "
+                            "(also $SAV_ROUTER_UNCERTIFIED_BACKEND=1)")
     serve.add_argument("--threads", type=int, help="inference threads (default: usable cores)")
     serve.add_argument("--max-batch-size", type=int, help="texts per model call when batching concurrent requests (default 64)")
     serve.add_argument("--max-batch-tokens", type=int, help="tokens per model call, counted as for --max-tokens (default 4096)")

@@ -242,7 +242,8 @@ def create_app(router, settings: ServeSettings | None = None) -> FastAPI:
 
     @app.get("/ping")
     async def ping() -> dict:
-        return {"status": "healthy", "model_version": router.version, "backend": router.backend.name}
+        return {"status": "healthy", "model_version": router.version, "backend": router.backend.name,
+                "certified": bool(getattr(router, "certified", False))}
 
     @app.get("/execution-parameters")
     async def execution_parameters() -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sav_router import env
 from sav_router.core.bundle import MANIFEST_NAME, read_manifest
-from sav_router.model.backends import DEFAULT_BACKEND
+from sav_router.model.backends import CERTIFIED, certified_backend, uncovered_message
 from sav_router.serving.settings import BACKEND, ServeSettings, resolve_port
 
 log = logging.getLogger("sav_router.serving")
@@ -53,10 +53,37 @@ def resolve_model_dir(model: str | os.PathLike[str] | None) -> Path:
     return path
 
 
-def choose_backend(model_dir: Path, backend: str | None) -> str:
-    """--backend > SAV_ROUTER_BACKEND > the bundle's recorded choice > torch."""
+class UncertifiedBackendError(ValueError):
+    """Asked to serve a backend the bundle's promise was not computed on, without saying so is intended."""
+
+
+def _flag(raw: str) -> bool:
+    if raw.strip().lower() in {"1", "true", "yes"}:
+        return True
+    if raw.strip().lower() in {"0", "false", "no"}:
+        return False
+    raise ValueError("expected 1/0, true/false or yes/no")
+
+
+def choose_backend(model_dir: Path, backend: str | None, *, uncertified: bool | None = None) -> str:
+    """--backend > SAV_ROUTER_BACKEND > the backend the bundle was certified on.
+
+    Another backend than the certified one is refused (UncertifiedBackendError) unless
+    `uncertified` (--uncertified-backend, SAV_ROUTER_UNCERTIFIED_BACKEND=1) says it is
+    meant; then it serves with a warning that the promise does not cover it.
+    """
+    manifest = read_manifest(model_dir)
+    certified = certified_backend(manifest)
     choice = env.resolve(backend, BACKEND, None)
-    return choice or read_manifest(model_dir).serving.get("backend") or DEFAULT_BACKEND
+    choice = certified if choice in (None, "", CERTIFIED) else choice
+    if choice != certified:
+        if not env.resolve(uncertified, env.UNCERTIFIED_BACKEND, False, _flag):
+            raise UncertifiedBackendError(
+                f"{model_dir}: {uncovered_message(choice, manifest)}. Serve {certified} (the default), or pass "
+                f"--uncertified-backend (SAV_ROUTER_UNCERTIFIED_BACKEND=1) to serve {choice} without the promise"
+            )
+        log.warning("%s: %s; served anyway (--uncertified-backend)", model_dir, uncovered_message(choice, manifest))
+    return choice
 
 
 def limit_helper_threads() -> None:
@@ -94,6 +121,7 @@ def serve(
     port: int | None = None,
     host: str = "127.0.0.1",
     backend: str | None = None,
+    uncertified_backend: bool | None = None,
     num_threads: int | None = None,
     settings: ServeSettings | None = None,
     graceful_timeout_s: float | None = None,
@@ -108,10 +136,11 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_helper_threads()
     model_dir = resolve_model_dir(model)
-    chosen = choose_backend(model_dir, backend)
+    chosen = choose_backend(model_dir, backend, uncertified=uncertified_backend)
     router = Router.load(model_dir, backend=chosen, num_threads=num_threads)
     port = resolve_port(port)
-    log.info("serving %s (model %s, %s backend) on %s:%d", model_dir, router.version, chosen, host, port)
+    log.info("serving %s (model %s, %s backend, %s) on %s:%d", model_dir, router.version, chosen,
+             "certified: the promise covers it" if router.certified else "NOT certified: the promise does not cover it", host, port)
     from sav_router.serving.http import guarded_protocol
 
     GracefulServer = _graceful_server()

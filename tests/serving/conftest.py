@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 
 
-def train_tiny_bundle(base_model: str, annotations: Path, out: Path) -> Path:
+def train_tiny_bundle(base_model: str, annotations: Path, out: Path, serving_backend: str = "torch") -> Path:
+    """Certified on torch by default: the serving tests' bundle has no ONNX export until `export-onnx` makes one
+    (`onnx_bundle`); bundles certified on ONNX, as `train` makes by default, are tests/conftest.py's `tiny_bundle`."""
     from sav_router.training.build import train_bundle
     from sav_router.training.config import TrainConfig
 
-    config = TrainConfig(base_model=base_model, epochs=2, progress=False, learning_rate=1e-3, head_learning_rate=1e-2, batch_size=16)
+    config = TrainConfig(base_model=base_model, epochs=2, progress=False, learning_rate=1e-3, head_learning_rate=1e-2, batch_size=16,
+                         serving_backend=serving_backend)
     train_bundle([annotations], out, config=config, log=lambda _: None)
     return out
 
