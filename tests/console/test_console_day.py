@@ -57,6 +57,8 @@ def day(tmp_path_factory, tiny_bundle):
 
 def axe(page) -> list[dict]:
     """Serious and critical axe-core violations on the page as it is now."""
+    if not AXE.is_file():
+        pytest.fail(f"{AXE} missing: `npm ci` installs axe-core (package.json devDependencies; `make test` runs it)")
     page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
     result = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))")
     return [v for v in result if v["impact"] in ("serious", "critical")]
@@ -221,9 +223,11 @@ def test_screenshots_at_desktop_and_phone_size(browser, day, screenshots):
         phone.screenshot(path=str(IMAGES / "console-queue-phone.png"))
         phone.goto(server.url + "/dashboard")
         phone.screenshot(path=str(IMAGES / "console-dashboard-phone.png"))
+        phone.goto(server.url + "/models")
+        phone.screenshot(path=str(IMAGES / "console-models-phone.png"))
     finally:
         context.close()
-    for name in ("console-queue", "console-dashboard", "console-models", "console-queue-phone", "console-dashboard-phone"):
+    for name in ("console-queue", "console-dashboard", "console-models", "console-queue-phone", "console-dashboard-phone", "console-models-phone"):
         assert (IMAGES / f"{name}.png").stat().st_size > 10_000
 
 
