@@ -61,7 +61,9 @@ class DriftMonitor(Construct):
         # read-only, and only decisions (no request text) and manifests
         read_prefix(fn, self.function.role, bucket.bucket_arn, layout.TRAFFIC_DECISIONS)
         read_prefix(fn, self.function.role, bucket.bucket_arn, layout.MANIFESTS)
-        key.grant_decrypt(fn)
+        # Decrypt to read SSE-KMS objects; GenerateDataKey because Lambda sends a failed event to the SSE-KMS dead-letter
+        # queue with this role (issue 19, bug 2: with Decrypt only, failed events were lost).
+        key.grant(fn, "kms:Decrypt", "kms:GenerateDataKey")
         allow(fn, self.function.role, ["cloudwatch:PutMetricData"], ["*"],
               wildcard_reason="PutMetricData supports no resource-level permission; limited to the SavRouter namespace",
               conditions={"StringEquals": {"cloudwatch:namespace": metric_names.NAMESPACE}})
@@ -75,3 +77,19 @@ class DriftMonitor(Construct):
             alarm_description=f"Drift: {REMEDY}"[:1024],
         )
         self.alarm.add_alarm_action(actions.SnsAction(topic))
+        # A monitor that fails is silent otherwise (issue 19, bug 2): its errors, and every event Lambda dead-letters.
+        self.errors = cloudwatch.Alarm(
+            self, "Errors", metric=fn.metric_errors(period=every, statistic="Sum"), threshold=1, evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="The drift monitor failed: its check did not run (see its logs)",
+        )
+        self.dead_letters = cloudwatch.Alarm(
+            # Lambda sends a failed asynchronous event to this queue: a send is the signal (no redrive moves messages here).
+            self, "DeadLetters", metric=self.failures.metric_number_of_messages_sent(period=every, statistic="Sum"), threshold=1,
+            evaluation_periods=1, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="A drift-monitor invocation failed for good: its event is in the monitor's dead-letter queue",
+        )
+        for alarm in (self.errors, self.dead_letters):
+            alarm.add_alarm_action(actions.SnsAction(topic))

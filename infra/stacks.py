@@ -54,21 +54,22 @@ class OperationsStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.add_stack_dependency(foundation)
         routing, trigger, promotion, endpoint = serving.routing, pipeline.trigger, serving.promotion, serving.endpoint_alarms
+        shared = import_shared(self, config)
+        # Is live traffic still like the production model's calibration sample? (issue 12; sav_router.aws.drift)
+        # Its own failures (errors, dead letters) are alarmed by the construct that owns them.
+        self.drift = DriftMonitor(self, "DriftMonitor", bucket=shared.bucket, key=shared.key, topic=shared.alarm_topic,
+                                  log_retention_days=config.log_retention_days)
         watched = Watched(
             dead_letters={
                 "intake": routing.intake_dlq, "human-review": routing.review_dlq, "teams": routing.team_dlq,
                 "annotation-events": trigger.events_dlq, "gate-schedule": trigger.schedule_dlq, "promotion-events": promotion.failures,
-                "promotion-retries": promotion.retries_dlq,
+                "promotion-retries": promotion.retries_dlq
             },
             intake=routing.intake, review=routing.review, state_machine=pipeline.pipeline.state_machine,
             functions={"routing": routing.handler, "promotion": promotion.handler, "annotation-gate": trigger.handler},
             endpoint_errors=endpoint.errors, endpoint_latency=endpoint.latency, endpoint_alarms=endpoint.alarms,
         )
-        shared = import_shared(self, config)
         self.monitoring = Monitoring(self, "Monitoring", config=config, topic=shared.alarm_topic, watched=watched)
-        # Is live traffic still like the production model's calibration sample? (issue 12; sav_router.aws.drift)
-        self.drift = DriftMonitor(self, "DriftMonitor", bucket=shared.bucket, key=shared.key, topic=shared.alarm_topic,
-                                  log_retention_days=config.log_retention_days)
 
 
 def build(scope: Construct, config: DeploymentConfig, **stack_kwargs) -> dict[str, Stack]:

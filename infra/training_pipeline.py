@@ -84,7 +84,8 @@ class TrainingPipeline(Construct):
             "prepare_dataset": ([layout.ANNOTATIONS], [layout.DATASETS]),
             "evaluate": ([layout.TRAINING_OUTPUT, layout.DATASETS, layout.EVALUATIONS], [layout.MANIFESTS, layout.EVALUATIONS]),
             "shadow_prepare": ([layout.TRAFFIC], [layout.DATASETS]),
-            "shadow_compare": ([layout.DATASETS, layout.EVALUATIONS], [layout.EVALUATIONS]),
+            # the candidate's manifest (its policy): without it `redecide` escalates every candidate answer (issue 19, bug 1)
+            "shadow_compare": ([layout.DATASETS, layout.EVALUATIONS, layout.MANIFESTS], [layout.EVALUATIONS]),
         }
         for name, (reads, writes) in grants.items():
             fn, role = functions[name].function, functions[name].role

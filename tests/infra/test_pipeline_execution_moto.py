@@ -21,7 +21,8 @@ from moto.sagemaker.models import SageMakerModelBackend
 
 import aws_env
 import fake_sagemaker
-from cfn_resolve import Resolver
+from deployed import Deployed
+from permission_proof import STATE_MACHINE, CallRecorder, PermissionProof
 from template_helpers import REPO, resources
 
 BUCKET = "sav-router-artifacts-test"
@@ -47,41 +48,71 @@ def load_handler(name: str):
     return module.handler
 
 
+def artifacts_bucket_id(raw: dict) -> str:
+    """The logical id of the foundation's KMS-encrypted artifacts bucket (the other bucket holds access logs)."""
+    (found,) = [lid for lid, bucket in resources(raw, "AWS::S3::Bucket").items()
+                if "aws:kms" in json.dumps(bucket["Properties"].get("BucketEncryption", {}))]
+    return found
+
+
+def deployed_app(synthesized) -> Deployed:
+    return Deployed(synthesized.raw, region=aws_env.REGION, account=aws_env.ACCOUNT,
+                    names={artifacts_bucket_id(synthesized.raw["foundation"]): BUCKET})
+
+
+@contextmanager
+def recording_calls(monkeypatch):
+    """Inside mock_aws: every client the handlers create (boto3's default session) and every client of the state
+    machine's SDK tasks records its calls (permission_proof)."""
+    from moto.stepfunctions.parser.asl.utils import boto_client as sfn_clients
+
+    recorder = CallRecorder()
+    boto3.setup_default_session()
+    recorder.attach_session(boto3.DEFAULT_SESSION)
+
+    class RecordedBoto3:
+        @staticmethod
+        def client(*args, **kwargs):
+            return recorder.attach_client(boto3.client(*args, **kwargs), STATE_MACHINE)
+
+    monkeypatch.setattr(sfn_clients, "boto3", RecordedBoto3)
+    yield recorder
+
+
+def run_function(deployed: Deployed, recorder: CallRecorder, handlers: dict, monkeypatch, service: str, event: dict, context=None):
+    """A function's handler, in-process, with its deployed environment, its calls recorded as its own."""
+    with monkeypatch.context() as patch, recorder.acting_as(service):
+        for key, value in deployed.environment(service).items():
+            patch.setenv(key, value)
+        handler = handlers.setdefault(service, load_handler(service))
+        return handler(event, context or FakeContext())
+
+
 @pytest.fixture
 def pipeline(synthesized, monkeypatch):
     """The deployed pipeline, in moto: bucket, model package group, state machine, Lambda dispatch."""
     config = synthesized.config
-    resolve = Resolver(region=aws_env.REGION, account=aws_env.ACCOUNT, imports={
-        f"{config.prefix}-bucket-name": BUCKET, f"{config.prefix}-bucket-arn": f"arn:aws:s3:::{BUCKET}",
-        f"{config.prefix}-key-arn": f"arn:aws:kms:{aws_env.REGION}:{aws_env.ACCOUNT}:key/test",
-        f"{config.prefix}-sagemaker-role-arn": f"arn:aws:iam::{aws_env.ACCOUNT}:role/sagemaker",
-        f"{config.prefix}-image-uri": aws_env.IMAGE_URI, f"{config.prefix}-alarm-topic-arn": "unused",
-    })
-    raw = synthesized.raw["pipeline"]
-    (machine,) = resources(raw, "AWS::StepFunctions::StateMachine").values()
-    definition = resolve(machine["Properties"]["DefinitionString"])
-    functions = {logical_id: (fn["Properties"]["Environment"]["Variables"]) for logical_id, fn in resources(raw, "AWS::Lambda::Function").items()}
+    deployed = deployed_app(synthesized)
+    (machine_id,) = resources(synthesized.raw["pipeline"], "AWS::StepFunctions::StateMachine")
+    definition = deployed.resolve("pipeline", deployed.resource("pipeline", machine_id)["Properties"]["DefinitionString"])
+    by_logical_id = {lid: service for service, (stack, lid) in deployed.functions().items()}
     handlers: dict[str, object] = {}
     calls: list[str] = []
+    recorder_box: list[CallRecorder] = []
 
     def invoke(self, function_name, qualifier, body, headers, response_headers):
-        logical_id = function_name.rsplit(":", 1)[-1]
-        environment = resolve(functions[logical_id])
-        name = environment["POWERTOOLS_SERVICE_NAME"]
+        name = by_logical_id[function_name.rsplit(":", 1)[-1]]
         calls.append(name)
-        with monkeypatch.context() as patch:
-            for key, value in environment.items():
-                patch.setenv(key, value)
-            handler = handlers.setdefault(name, load_handler(name))
-            try:
-                result = handler(json.loads(body), FakeContext())
-            except Exception as exc:  # what the Lambda service answers for an unhandled error
-                response_headers["x-amz-function-error"] = "Unhandled"
-                return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
+        try:
+            result = run_function(deployed, recorder_box[0], handlers, monkeypatch, name, json.loads(body))
+        except Exception as exc:  # what the Lambda service answers for an unhandled error
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
         return json.dumps(result).encode()
 
     monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
-    with mock_aws(config=MOTO_CONFIG):
+    with mock_aws(config=MOTO_CONFIG), recording_calls(monkeypatch) as recorder:
+        recorder_box.append(recorder)
         boto3.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": aws_env.REGION})
         boto3.client("sagemaker").create_model_package_group(ModelPackageGroupName=f"{config.prefix}-models")
         # the serving stack's operator overrides (none set): the shadow comparison re-decides with them
@@ -89,9 +120,16 @@ def pipeline(synthesized, monkeypatch):
 
         boto3.client("ssm").put_parameter(Name=overrides_parameter_name(config), Value="{}", Type="String")
         sfn = boto3.client("stepfunctions")
-        arn = sfn.create_state_machine(name=f"{config.prefix}-training", definition=definition,
+        arn = sfn.create_state_machine(name=deployed.name("pipeline", machine_id), definition=definition,
                                        roleArn=f"arn:aws:iam::{aws_env.ACCOUNT}:role/sfn")["stateMachineArn"]
-        yield {"arn": arn, "calls": calls, "config": config, "definition": json.loads(definition)}
+        yield {"arn": arn, "calls": calls, "config": config, "definition": json.loads(definition),
+               "recorder": recorder, "proof": PermissionProof(deployed, bucket=BUCKET)}
+        # Whatever a test ran, no call it made would be refused on AWS.
+        assert pipeline_refusals(recorder, deployed) == []
+
+
+def pipeline_refusals(recorder: CallRecorder, deployed: Deployed) -> list[str]:
+    return PermissionProof(deployed, bucket=BUCKET).refusals(recorder.calls)
 
 
 def drop_annotations() -> dict[str, str]:
