@@ -133,7 +133,8 @@ async def undo(request: Request, name: str, found: SignedIn, fields: Form, desk:
     request.app.state.audit.record(found[0].name, "undo", queue=name, id=item.id)
     label = getattr(desk, "undone", {}).get(found[0].name)
     said = f"“{'out of scope' if label == out_of_scope_label() else label}” " if label else ""
-    flash(request, found[0].name, notice=f"Answer {said}to request {item.id} taken back: here it is again (u again takes back the one before).")
+    where = "here it is again" if request.app.state.source.kind == "local" else "it is back in the review queue"  # SQS: a new message, not this page's
+    flash(request, found[0].name, notice=f"Answer {said}to request {item.id} taken back: {where} (u again takes back the one before).")
     return back_to(name, "undone")
 
 
