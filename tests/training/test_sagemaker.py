@@ -59,3 +59,18 @@ def test_failure_reason_is_written_for_sagemaker(opt_ml, monkeypatch, tmp_path):
 def test_train_without_data_outside_sagemaker_is_a_usage_error(opt_ml, capsys):
     assert main(["train"]) == 2
     assert "needs DATA" in capsys.readouterr().err
+
+
+def test_the_job_certifies_the_backend_asked_for_by_hyperparameter(opt_ml, tiny_base_model, toy_annotations):
+    """Issue 21: the SageMaker job's bundle carries a certified ONNX backend (`serving-backend`, default auto)."""
+    from sav_router.model.router import Router
+
+    (opt_ml / "input" / "data" / "train" / "drop1.jsonl").write_bytes(toy_annotations.read_bytes())
+    (opt_ml / "input" / "config" / "hyperparameters.json").write_text(
+        json.dumps({"base_model": tiny_base_model, "epochs": "1", "max_steps": "5", "batch_size": "16", "serving-backend": "onnx"})
+    )
+    assert main(["train"]) == 0
+    manifest = read_manifest(opt_ml / "model")
+    assert manifest.serving["certified_backend"] == "onnx" and manifest.serving["certification"]["requested"] == "onnx"
+    assert (opt_ml / "model" / manifest.serving["certification"]["file"]).is_file()
+    assert Router.load(opt_ml / "model", num_threads=1).certified
