@@ -31,10 +31,10 @@ def _split(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def manifest(labels: list[str], teams: dict[str, str]) -> Manifest:
+def manifest(labels: list[str], teams: dict[str, str], model_version: str = MODEL_VERSION) -> Manifest:
     return Manifest(
         labels=labels, policy=RoutingPolicy(threshold=0.9, margin=0.1, teams={label: teams.get(label) for label in labels}),
-        base_model="fake", model_version=MODEL_VERSION, created_at="2025-01-01T00:00:00Z",
+        base_model="fake", model_version=model_version, created_at="2025-01-01T00:00:00Z",
         temperature=1.3, calibration={"target_precision": 0.95, "confidence": 0.95},
     )
 
@@ -50,8 +50,8 @@ def model_tarball(data: dict) -> bytes:
 
 
 class FakeContainers:
-    def __init__(self, truth: dict[str, str], labels: list[str], *, quality: str = "good") -> None:
-        self.truth, self.labels, self.quality = truth, labels, quality
+    def __init__(self, truth: dict[str, str], labels: list[str], *, quality: str = "good", model_version: str = MODEL_VERSION) -> None:
+        self.truth, self.labels, self.quality, self.model_version = truth, labels, quality, model_version
         self.training_jobs: list[dict] = []
         self.transform_jobs: list[dict] = []
         self.manifest: Manifest | None = None
@@ -70,20 +70,22 @@ class FakeContainers:
                                    "network_isolation": job.enable_network_isolation})
         bucket, prefix = _split(channels["teams"])
         teams = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "teams.json")["Body"].read())
-        self.manifest = manifest(self.labels, teams)
+        self.manifest = manifest(self.labels, teams, self.model_version)
         bucket, key = _split(job.model_artifacts["S3ModelArtifacts"])
         s3.put_object(Bucket=bucket, Key=key, Body=model_tarball(self.manifest.to_dict()))
+
+    def answer(self, record_id: str, text: str) -> dict:
+        """The container's answer for one request (the serving contract), as the endpoint gives it."""
+        scores = self.scores(text)
+        decision = decide(scores, self.manifest.policy, model_version=self.manifest.model_version)
+        return decision_record(record_id, decision, scores)
 
     def transform(self, backend, name: str) -> None:
         job = backend.transform_jobs[name]
         s3 = boto3.client("s3")
         bucket, key = _split(job.transform_input["DataSource"]["S3DataSource"]["S3Uri"])
         lines = [json.loads(line) for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines() if line.strip()]
-        records = []
-        for row in lines:
-            scores = self.scores(row["text"])
-            decision = decide(scores, self.manifest.policy, model_version=self.manifest.model_version)
-            records.append(decision_record(row["id"], decision, scores))
+        records = [self.answer(row["id"], row["text"]) for row in lines]
         out_bucket, out_prefix = _split(job.transform_output["S3OutputPath"])
         body = "".join(json.dumps(r) + "\n" for r in records)
         s3.put_object(Bucket=out_bucket, Key=out_prefix.rstrip("/") + "/" + key.rsplit("/", 1)[-1] + ".out", Body=body.encode())
@@ -114,3 +116,20 @@ def running(containers: FakeContainers):
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def update_endpoint_in_moto(params, **_):
+    """`before-call.sagemaker.UpdateEndpoint`: moto has no UpdateEndpoint; this one points the endpoint at the new
+    config, as a finished blue/green update does (the call itself is still recorded and evaluated by the caller's hooks)."""
+    from botocore.awsrequest import AWSResponse
+    from moto.sagemaker.models import sagemaker_backends
+
+    import aws_env
+
+    request = json.loads(params["body"])
+    backend = sagemaker_backends[aws_env.ACCOUNT][aws_env.REGION]
+    endpoint = backend.endpoints[request["EndpointName"]]
+    config = backend.endpoint_configs[request["EndpointConfigName"]]  # KeyError: an update to a config that does not exist
+    endpoint.endpoint_config_name = config.endpoint_config_name
+    endpoint.last_modified_time = now()
+    return AWSResponse(params["url"], 200, {}, None), {"EndpointArn": endpoint.arn}

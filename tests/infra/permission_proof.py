@@ -154,7 +154,11 @@ class PermissionProof:
                 out = [Request(f"sqs:{op}", queue, why)]
                 return out + ([Request("kms:Decrypt", self.key_arn, f"{why} from an SSE-KMS queue")] if op == "ReceiveMessage" and self._encrypted_queue(queue) else [])
         if call.service == "dynamodb":
-            return [Request(f"dynamodb:{op}", f"arn:aws:dynamodb:{self.region}:{self.account}:table/{p['TableName']}", why)]
+            table = lambda name: f"arn:aws:dynamodb:{self.region}:{self.account}:table/{name}"  # noqa: E731
+            if op == "TransactWriteItems":  # each item is authorized as its own action
+                kinds = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+                return [Request(f"dynamodb:{kinds[kind]}", table(spec["TableName"]), why) for item in p["TransactItems"] for kind, spec in item.items()]
+            return [Request(f"dynamodb:{op}", table(p["TableName"]), why)]
         if call.service == "ssm" and op == "GetParameter":
             return [Request("ssm:GetParameter", f"arn:aws:ssm:{self.region}:{self.account}:parameter{p['Name']}", why)]
         if call.service == "sagemaker runtime" and op == "InvokeEndpoint":
@@ -167,8 +171,10 @@ class PermissionProof:
             if op == "DescribeAlarms":
                 return [Request("cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:{name}", why)
                         for name in p.get("AlarmNames", ["*"])]
-        if call.service == "sfn" and op == "StartExecution":
-            return [Request("states:StartExecution", p["stateMachineArn"], why)]
+        if call.service == "sfn" and op in ("StartExecution", "ListExecutions"):
+            return [Request(f"states:{op}", p["stateMachineArn"], why)]
+        if call.service == "sfn" and op == "DescribeExecution":
+            return [Request("states:DescribeExecution", p["executionArn"], why)]
         if call.service == "lambda" and op == "Invoke":
             name = p["FunctionName"]
             arn = name if name.startswith("arn:") else f"arn:aws:lambda:{self.region}:{self.account}:function:{name}"
