@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from sav_router.console.security import SESSION_COOKIE, decode_session, same_token
@@ -46,6 +47,14 @@ def take_flash(request: Request, user: str | None) -> dict[str, str]:
 def wants_page(request: Request) -> bool:
     """A browser's form submission (answered with a redirect), not a script's request (answered with its status)."""
     return request.headers.get("sec-fetch-mode") == "navigate" or request.headers.get("sec-fetch-dest") == "document"
+
+
+def refuse(request: Request, user: str, url: str, message: str, status: int) -> Response:
+    """A refusal: a browser is sent back to `url` with the reason (POST-redirect-GET: a reload re-submits nothing); a script gets the status."""
+    if wants_page(request):
+        flash(request, user, error=message)
+        return RedirectResponse(url, status_code=303)
+    raise HTTPException(status, message)
 
 
 def secure(request: Request) -> bool:

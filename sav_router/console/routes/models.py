@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from sav_router.console.deps import Admin, Form, SignedIn, flash, wants_page
+from sav_router.console.deps import Admin, Form, SignedIn, flash, refuse
 from sav_router.console.pages import page
 from sav_router.console.sources import ActionUnavailable
 from sav_router.loop.workspace import RegistryError
@@ -37,17 +37,8 @@ def operator_words(message: str) -> str:
     return message[:1].upper() + message[1:] if message else message
 
 
-def refused(request: Request, user: str, url: str, message: str, status: int = 409) -> Response:
-    """A refusal: a browser is sent back to the page with the reason (POST-redirect-GET: a reload re-submits nothing); a script gets the status."""
-    message = operator_words(message)
-    if wants_page(request):
-        flash(request, user, error=message)
-        return RedirectResponse(url, status_code=303)
-    return model_error(request, message, status)
-
-
-def model_error(request: Request, message: str, status: int) -> Response:
-    raise HTTPException(status, message)
+def refused(request: Request, user: str, url: str, message: str) -> Response:
+    return refuse(request, user, url, operator_words(message), 409)
 
 
 @router.get("/models", response_class=HTMLResponse)

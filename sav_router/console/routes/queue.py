@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from sav_router.console.deps import Admin, Form, SignedIn, flash, wants_page
+from sav_router.console.deps import Admin, Form, SignedIn, flash, refuse
 from sav_router.console.pages import QUEUES, page
 from sav_router.console.sources import BATCH, ESCALATIONS, ActionUnavailable
 from sav_router.core.labels import out_of_scope_label
@@ -43,10 +43,6 @@ def answer_labels(source: Any, item: Any = None) -> list[str]:
     """The labels an answer may take: the production model's (else the item's model's), alphabetical; never the item's own list."""
     labels = source.labels(None) or (source.labels(item.model_version) if item is not None and item.model_version else [])
     return sorted(set(labels) - {out_of_scope_label()})
-
-
-def known_labels(source: Any, item: Any) -> list[str]:
-    return answer_labels(source, item)
 
 
 def back_to(name: str, done: str) -> RedirectResponse:
@@ -148,23 +144,15 @@ async def shortcuts(request: Request, found: SignedIn, fields: Form) -> Response
     return RedirectResponse(back if back.startswith("/queue/") and "//" not in back else f"/queue/{ESCALATIONS}", status_code=303)
 
 
-def _refused(request: Request, user: str, url: str, message: str, status: int) -> Response:
-    """A refusal: in a browser the page it came from, with the reason (POST-redirect-GET); a script gets the status."""
-    if wants_page(request):
-        flash(request, user, error=message)
-        return RedirectResponse(url, status_code=303)
-    raise HTTPException(status, message)
-
-
 @router.post("/queue/batch/start")
 async def start_batch(request: Request, found: Admin, fields: Form) -> Response:
     raw = (fields.get("k") or "20").strip()
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        return _refused(request, found[0].name, f"/queue/{BATCH}", "The batch size must be a whole number from 1 to 1000.", 400)
+        return refuse(request, found[0].name, f"/queue/{BATCH}", "The batch size must be a whole number from 1 to 1000.", 400)
     try:
         count = await run_in_threadpool(request.app.state.source.start_batch, int(raw))
     except (ActionUnavailable, ValueError) as exc:
-        return _refused(request, found[0].name, f"/queue/{BATCH}", str(exc), 409)
+        return refuse(request, found[0].name, f"/queue/{BATCH}", str(exc), 409)
     request.app.state.audit.record(found[0].name, "batch_started", count=count)
     flash(request, found[0].name, notice=f"Batch queued: {count} requests ranked for annotation.")
     return back_to(BATCH, "batch")
