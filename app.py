@@ -29,11 +29,32 @@ def cdk_json_context() -> dict:
     return json.loads((HERE / "cdk.json").read_text(encoding="utf-8"))["context"]
 
 
+def context_object(given: object, defaults: dict) -> dict:
+    """The `sav-router` context: cdk.json's object, or the CLI's `-c sav-router='{...}'`, which arrives as a string.
+
+    A string is parsed as JSON and its keys override cdk.json's, one level deep, so that `-c sav-router='{"retainData": false}'`
+    changes one key instead of dropping the teams.
+    """
+    if given is None:
+        return dict(defaults)
+    if isinstance(given, str):
+        try:
+            given = json.loads(given)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"the -c value is not a JSON object ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(given, dict):
+        raise ConfigError(f"expected a JSON object, got {type(given).__name__}")
+    return {**defaults, **given}
+
+
 def main() -> cdk.App:
     defaults = cdk_json_context()
     app = cdk.App(outdir=os.environ.get("CDK_OUTDIR", str(HERE / "cdk.out")),
                   context={k: v for k, v in defaults.items() if k.startswith("@aws-cdk")})
-    raw = dict(app.node.try_get_context(CONTEXT_KEY) or defaults[CONTEXT_KEY])
+    try:
+        raw = context_object(app.node.try_get_context(CONTEXT_KEY), defaults[CONTEXT_KEY])
+    except ConfigError as exc:
+        sys.exit(f"cdk context {CONTEXT_KEY!r}: {exc}")
     if os.environ.get(env.IMAGE_URI):
         raw["imageUri"] = os.environ[env.IMAGE_URI]
     try:

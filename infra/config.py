@@ -14,6 +14,7 @@ from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from sav_router.aws.approval import APPROVAL_MODES, MANUAL
+from sav_router.aws.instances import has_instance_storage
 from sav_router.core.defaults import AUDIT_SHARE
 from sav_router.training.config import JOB_KEYS, TrainConfig  # pure Python: the one source of training settings
 
@@ -111,6 +112,12 @@ class DeploymentConfig:
             raise ConfigError("auditShare must be within [0, 1]")
         if self.poll_seconds < 1 or self.min_new_annotations < 1:
             raise ConfigError("pollSeconds and minNewAnnotations must be >= 1")
+        for where, instance_type in (("training.instanceType", self.training.instance_type), ("transformInstanceType", self.transform_instance_type),
+                                     ("endpoint.instanceType", self.endpoint.instance_type)):
+            try:
+                has_instance_storage(instance_type)  # NVMe types get no volume KMS key (sav_router.aws.instances)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
         if not 2 <= self.routing_concurrency <= 1000:
             raise ConfigError("routingConcurrency must be within [2, 1000] (the SQS event source's maximum concurrency starts at 2)")
 

@@ -68,6 +68,7 @@ class FoundationStack(Stack):
             encryption=s3.BucketEncryption.S3_MANAGED,  # server access logging cannot write to KMS buckets
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED, removal_policy=removal,
+            auto_delete_objects=not config.retain_data,  # versioned: deleted with every version, or the deletion fails
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
         )
         self.bucket = s3.Bucket(
@@ -75,7 +76,7 @@ class FoundationStack(Stack):
             encryption=s3.BucketEncryption.KMS, encryption_key=self.key, bucket_key_enabled=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL, enforce_ssl=True, versioned=True,
             event_bridge_enabled=True, server_access_logs_bucket=self.access_logs, server_access_logs_prefix="artifacts/",
-            removal_policy=removal,
+            removal_policy=removal, auto_delete_objects=not config.retain_data,
             lifecycle_rules=[
                 # Logged production traffic holds customer text: kept only as long as observer mode needs it.
                 s3.LifecycleRule(id="traffic-retention", prefix=layout.TRAFFIC, expiration=Duration.days(max(30, config.traffic_days * 4)),
@@ -101,10 +102,10 @@ class FoundationStack(Stack):
             self, "ModelPackageGroup", model_package_group_name=self.model_package_group_name,
             model_package_group_description="sav-router candidates: evaluation report, shadow comparison, approval",
         )
-        for child in self.node.children:  # the custom resource CDK adds for event_bridge_enabled
-            if child.node.id.startswith("BucketNotificationsHandler"):
+        for child in self.node.children:  # the custom resources CDK adds for event_bridge_enabled and auto_delete_objects
+            if child.node.id.startswith(("BucketNotificationsHandler", "Custom::S3AutoDeleteObjects")):
                 acknowledge(child, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-                            "CDK's own bucket-notifications custom resource (event_bridge_enabled); it only writes its own logs")
+                            "CDK's own custom resource (bucket notifications, or emptying the buckets when retainData is false); it only writes its own logs")
         export_shared(self, config, {
             "bucket-name": self.bucket.bucket_name, "bucket-arn": self.bucket.bucket_arn, "key-arn": self.key.key_arn,
             "sagemaker-role-arn": self.sagemaker_role.role_arn, "alarm-topic-arn": self.alarm_topic.topic_arn,

@@ -140,7 +140,8 @@ class Promotion(Construct):
               wildcard_reason="model package versions of this deployment's group are numbered by SageMaker")
         allow(fn, role,
               ["sagemaker:DescribeModel", "sagemaker:CreateModel", "sagemaker:DescribeEndpointConfig", "sagemaker:CreateEndpointConfig",
-               "sagemaker:DescribeEndpoint", "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:AddTags"],
+               "sagemaker:DescribeEndpoint", "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:AddTags",
+               "sagemaker:DeleteEndpoint"],  # only to recover an endpoint whose creation Failed (sav_router.aws.promotion)
               [f"{arn}:model/{name}-v*", f"{arn}:endpoint-config/{name}-v*", f"{arn}:endpoint/{name}"],
               wildcard_reason="models and endpoint configs are named <endpoint>-v<package version>, one per approved package")
         allow(fn, role, ["iam:PassRole"], [shared.sagemaker_role.role_arn], conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})

@@ -44,6 +44,10 @@ def rollback_alarm_names(config: DeploymentConfig) -> tuple[str, str]:
     return f"{config.prefix}-endpoint-5xx", f"{config.prefix}-endpoint-latency-p99"
 
 
+def state_machine_name(config: DeploymentConfig) -> str:
+    return f"{config.prefix}-training"
+
+
 def overrides_parameter_name(config: DeploymentConfig) -> str:
     """The SSM parameter of the operator overrides: read by the routing function and by the shadow comparison."""
     return f"/{config.prefix}/routing-overrides"

@@ -21,8 +21,9 @@ from infra.config import DeploymentConfig
 from infra.lambda_function import ProjectFunction, retention
 from infra.policies import acknowledge, acknowledge_wildcard, allow, read_prefix, use_key, write_prefix
 from infra.sagemaker_jobs import TRAINING, TRANSFORM, sagemaker_job
-from infra.shared import Shared, overrides_parameter_name, traffic_reader_role_name
+from infra.shared import Shared, overrides_parameter_name, state_machine_name, traffic_reader_role_name
 from sav_router.aws.approval import approval_status
+from sav_router.aws.instances import volume_key
 from sav_router.core import layout
 from sav_router.serving.settings import TRANSFORM_MAX_PAYLOAD_MB
 from sav_router.aws.settings import DatasetSettings, EvaluateSettings, FunctionSettings, ShadowCompareSettings, ShadowPrepareSettings
@@ -42,10 +43,13 @@ class TrainingPipeline(Construct):
         stack = Stack.of(self)
         self.arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
         self.functions = self._functions()
+        # Under /aws/vendedlogs/: CloudWatch Logs' resource policy for Step Functions delivery is not extended per log
+        # group there, so creating it cannot hit the 5,120-character resource-policy limit of busy accounts.
         self.log_group = logs.LogGroup(self, "Logs", retention=retention(config.log_retention_days), encryption_key=key,
+                                       log_group_name=f"/aws/vendedlogs/states/{config.prefix}-training",
                                        removal_policy=RemovalPolicy.DESTROY)
         self.state_machine = sfn.StateMachine(
-            self, "StateMachine", state_machine_name=f"{config.prefix}-training",
+            self, "StateMachine", state_machine_name=state_machine_name(config),
             definition_body=sfn.DefinitionBody.from_chainable(self._definition()),
             timeout=Duration.hours(12), tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
@@ -139,7 +143,8 @@ class TrainingPipeline(Construct):
                 "ContentType": JSONL, "SplitType": "Line",
             },
             "TransformOutput": {"S3OutputPath.$": output_path, "Accept": JSONL, "AssembleWith": "Line", "KmsKeyId": self.key.key_arn},
-            "TransformResources": {"InstanceType": self.config.transform_instance_type, "InstanceCount": 1, "VolumeKmsKeyId": self.key.key_arn},
+            "TransformResources": {"InstanceType": self.config.transform_instance_type, "InstanceCount": 1,
+                                   **volume_key(self.config.transform_instance_type, self.key.key_arn)},
         }
 
     def _definition(self) -> sfn.IChainable:
@@ -166,7 +171,7 @@ class TrainingPipeline(Construct):
                 ],
                 "OutputDataConfig": {"S3OutputPath": layout.s3_uri(self.bucket.bucket_name, layout.TRAINING_OUTPUT), "KmsKeyId": self.key.key_arn},
                 "ResourceConfig": {"InstanceType": config.training.instance_type, "InstanceCount": config.training.instance_count,
-                                   "VolumeSizeInGB": config.training.volume_gb, "VolumeKmsKeyId": self.key.key_arn},
+                                   "VolumeSizeInGB": config.training.volume_gb, **volume_key(config.training.instance_type, self.key.key_arn)},
                 "StoppingCondition": {"MaxRuntimeInSeconds": config.training.max_runtime_seconds},
                 "EnableNetworkIsolation": True,
                 "EnableInterContainerTrafficEncryption": True,

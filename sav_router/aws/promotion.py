@@ -14,10 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from sav_router.aws.approval import APPROVED
+from sav_router.aws.instances import has_instance_storage
 from sav_router.aws.settings import PromotionSettings
 from sav_router.core import layout
 
-BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed")
+BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed", "Deleting")
+FAILED = "Failed"
 
 
 class DeploymentInProgress(RuntimeError):
@@ -64,6 +66,12 @@ class Promoter:
             raise NotDeployable(f"thresholds of model {version} are not published at {layout.manifest_key(version)}") from exc
         name = f"{self.settings.endpoint_name}-v{package['ModelPackageVersion']}"
         endpoint = self._endpoint()
+        if endpoint is not None and endpoint["EndpointStatus"] == FAILED:
+            # A Failed endpoint (its creation failed: capacity, image, quota) cannot be updated, only deleted. Delete it
+            # and let the approval's queue redeliver this message: once the deletion is done, it creates the endpoint anew.
+            self.sm.delete_endpoint(EndpointName=self.settings.endpoint_name)
+            raise DeploymentInProgress(f"endpoint {self.settings.endpoint_name} was Failed ({endpoint.get('FailureReason', 'no reason given')}): "
+                                       "deleted; this approval is retried to create it again")
         if endpoint is not None and endpoint["EndpointConfigName"] == name:
             return {"action": "none", "reason": "already deployed", "endpoint_config": name, "model_version": version}
         if endpoint is not None and endpoint["EndpointStatus"] in BUSY:
@@ -114,9 +122,11 @@ class Promoter:
         except self.sm.exceptions.ClientError as exc:
             if "Could not find endpoint configuration" not in str(exc) and "Could not find endpoint config" not in str(exc):
                 raise
+        # No KmsKeyId for a type with NVMe instance storage: SageMaker refuses it there (AWS encrypts that storage).
+        key = {} if has_instance_storage(self.settings.instance_type) else {"KmsKeyId": self.settings.kms_key_arn}
         self.sm.create_endpoint_config(
             EndpointConfigName=name,
-            KmsKeyId=self.settings.kms_key_arn,
+            **key,
             ProductionVariants=[
                 {
                     "VariantName": "AllTraffic",

@@ -127,14 +127,16 @@ class Deployed:
         return {"Version": "2012-10-17", "Statement": statements}
 
     def functions(self) -> dict[str, tuple[str, str]]:
-        """POWERTOOLS_SERVICE_NAME -> (stack, logical id) of each project function."""
-        found = {}
+        """POWERTOOLS_SERVICE_NAME -> (stack, logical id) of each project function; `<name>@<stack>` for a function
+        deployed in several stacks (the teardown custom resource's)."""
+        found: dict[str, list[tuple[str, str]]] = {}
         for stack in self.templates:
             for lid, fn in self.of_type(stack, "AWS::Lambda::Function").items():
                 service = fn["Properties"].get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME")
                 if service:
-                    found[service] = (stack, lid)
-        return found
+                    found.setdefault(service, []).append((stack, lid))
+        return {(service if len(places) == 1 else f"{service}@{stack}"): (stack, lid)
+                for service, places in found.items() for stack, lid in places}
 
     def environment(self, service: str) -> dict[str, str]:
         stack, lid = self.functions()[service]

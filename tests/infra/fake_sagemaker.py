@@ -133,3 +133,24 @@ def update_endpoint_in_moto(params, **_):
     endpoint.endpoint_config_name = config.endpoint_config_name
     endpoint.last_modified_time = now()
     return AWSResponse(params["url"], 200, {}, None), {"EndpointArn": endpoint.arn}
+
+
+def delete_model_package_in_moto(params, **_):
+    """`before-call.sagemaker.DeleteModelPackage`: moto has none; removes the version as SageMaker does."""
+    from botocore.awsrequest import AWSResponse
+    from moto.sagemaker.models import sagemaker_backends
+
+    import aws_env
+
+    name = json.loads(params["body"])["ModelPackageName"]
+    backend = sagemaker_backends[aws_env.ACCOUNT][aws_env.REGION]
+    arn = backend.model_package_name_mapping.get(name, name)
+    backend.model_packages.pop(arn)  # KeyError: a version that does not exist
+    backend.model_package_name_mapping = {k: v for k, v in backend.model_package_name_mapping.items() if v != arn}
+    return AWSResponse(params["url"], 200, {}, None), {}
+
+
+def install_missing_operations(session) -> None:
+    """The SageMaker operations the product calls that moto lacks, on every client of `session`."""
+    session.events.register("before-call.sagemaker.UpdateEndpoint", update_endpoint_in_moto)
+    session.events.register("before-call.sagemaker.DeleteModelPackage", delete_model_package_in_moto)

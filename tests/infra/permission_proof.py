@@ -191,7 +191,7 @@ class PermissionProof:
             out.append(Request(action, self._sagemaker("model-package-group", p["ModelPackageGroupName"]), why))
         elif op in ("DescribeModelPackage", "UpdateModelPackage", "DeleteModelPackage"):
             out.append(Request(action, p["ModelPackageName"], why))
-        elif op in ("ListModelPackages",):
+        elif op in ("ListModelPackages", "ListModels", "ListEndpointConfigs", "ListEndpoints"):
             out.append(Request(action, "*", why))
         elif op == "AddTags":
             out.append(Request(action, p["ResourceArn"], why))

@@ -84,7 +84,7 @@ def run_function(deployed: Deployed, recorder: CallRecorder, handlers: dict, mon
     with monkeypatch.context() as patch, recorder.acting_as(service):
         for key, value in deployed.environment(service).items():
             patch.setenv(key, value)
-        handler = handlers.setdefault(service, load_handler(service))
+        handler = handlers.setdefault(service, load_handler(service.split("@")[0]))  # teardown@serving: lambdas/teardown
         return handler(event, context or FakeContext())
 
 

@@ -93,7 +93,7 @@ def app(synthesized, monkeypatch):
     monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
     with mock_aws(config=MOTO_CONFIG), recording_calls(monkeypatch) as recorder:
         state["recorder"] = recorder
-        boto3.DEFAULT_SESSION.events.register("before-call.sagemaker.UpdateEndpoint", fake_sagemaker.update_endpoint_in_moto)
+        fake_sagemaker.install_missing_operations(boto3.DEFAULT_SESSION)
         create_resources(deployed)
         arn = boto3.client("stepfunctions").create_state_machine(
             name=deployed.name("pipeline", machine_id), definition=definition,
@@ -150,6 +150,41 @@ def route_traffic(app, containers, n: int = 60) -> dict:
     return app["call"]("routing", event)
 
 
+def delete_custom_resource(app, stack: str) -> dict:
+    """CloudFormation's Delete request to the stack's teardown custom resource; returns what the handler answered."""
+    import urllib.request
+
+    deployed = app["deployed"]
+    (lid, resource), = deployed.of_type(stack, "Custom::SavRouterRuntimeResources").items()
+    props = deployed.resolve(stack, resource["Properties"])
+    answers = []
+
+    class Answer:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def urlopen(request, timeout=None):
+        assert request.full_url == "https://cloudformation-custom-resource-response.example/presigned" and request.method == "PUT"
+        answers.append(json.loads(request.data))
+        return Answer()
+
+    event = {"RequestType": "Delete", "ResponseURL": "https://cloudformation-custom-resource-response.example/presigned",
+             "StackId": f"arn:aws:cloudformation:{aws_env.REGION}:{aws_env.ACCOUNT}:stack/{stack}/1", "RequestId": "delete-1",
+             "LogicalResourceId": lid, "PhysicalResourceId": lid, "ResourceType": resource["Type"],
+             "ResourceProperties": {k: v for k, v in props.items() if k != "ServiceToken"}}
+    original = urllib.request.urlopen
+    urllib.request.urlopen = urlopen
+    try:
+        app["call"](f"teardown@{stack}", event)
+    finally:
+        urllib.request.urlopen = original
+    (answer,) = answers
+    return answer
+
+
 def test_two_turns_of_the_loop_with_every_call_permitted(app):
     sagemaker, s3 = boto3.client("sagemaker"), boto3.client("s3")
     # TURN ONE: a drop passes the gate; the first model is trained, evaluated, registered, approved and served
@@ -182,11 +217,19 @@ def test_two_turns_of_the_loop_with_every_call_permitted(app):
     assert rolled["action"] == "updated" and rolled["endpoint_config"] == "sav-router-v1"
     assert sagemaker.describe_endpoint(EndpointName="sav-router")["EndpointConfigName"] == "sav-router-v1"
 
+    # TEARDOWN: `cdk destroy` deletes the serving, then the pipeline stack; each one's custom resource removes what the
+    # runtime created there: nothing is left billing, and the model package group can be deleted
+    for stack in ("serving", "pipeline"):
+        assert delete_custom_resource(app, stack)["Status"] == "SUCCESS"
+    assert sagemaker.list_endpoints()["Endpoints"] == [] and sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sagemaker.list_models()["Models"] == []
+    assert sagemaker.list_model_packages(ModelPackageGroupName="sav-router-models")["ModelPackageSummaryList"] == []
+
     # AND every call made on the way is allowed by the deployed permissions
     recorder, proof = app["recorder"], PermissionProof(app["deployed"], bucket=BUCKET)
     proof.dead_letter_sends(recorder)  # what Lambda sends with a function's role when its async invocation fails
     principals = {call.principal for call in recorder.calls}
     assert principals == {"annotation_trigger", "prepare_dataset", "evaluate", "shadow_prepare", "shadow_compare", "promotion", "routing",
-                          "drift_monitor", STATE_MACHINE}, principals
+                          "drift_monitor", "teardown@serving", "teardown@pipeline", STATE_MACHINE}, principals
     refused = proof.refusals(recorder.calls)
     assert refused == [], "calls AWS would refuse:\n" + "\n".join(refused)
