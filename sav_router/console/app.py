@@ -1,9 +1,11 @@
 """The console's FastAPI application: server-rendered pages, forms, no script but the app's own.
 
 GET  /login, POST /login, POST /logout
-GET  /queue/{escalations|batch}            the reviewer's current request (kept across reloads)
+GET  /queue/{escalations|batch|recheck}    the reviewer's current request (kept across reloads; re-checks blind)
 POST /queue/{name}/answer|skip|undo        an answer, a skip, taking back the last answer
 POST /queue/batch/start                    admin: rank a batch of logged requests (`select`)
+POST /queue/recheck/settle                 admin: settle the answered re-checks (`settle`)
+GET  /recheck/doubts, POST .../{key}/settle  admin: doubts left to an admin, settled with a label and a reason
 GET  /dashboard                            evaluation, live precision, escalations over time
 GET  /models, /models/{version}            registry, comparison with production
 POST /models/{version}/compare|promote     admin: the CLI's compare / promote (gate-checked)
@@ -33,7 +35,7 @@ from starlette.exceptions import HTTPException
 from sav_router.console.audit_log import AuditLog
 from sav_router.console.deps import MAX_FORM_BYTES, Redirect
 from sav_router.console.pages import page, templates
-from sav_router.console.routes import auth, dashboard, models, queue, static
+from sav_router.console.routes import auth, dashboard, models, queue, recheck, static
 from sav_router.console.security import HEADERS, HSTS, LOOPBACK_HOSTS, BodyLimit, RevokedSessions, Throttle, host_allowed, load_secret
 from sav_router.console.users import Preferences, UsersError, UsersFile
 from sav_router.core.defaults import REVIEW_LEASE_SECONDS
@@ -107,7 +109,7 @@ def create_app(source: Any, settings: ConsoleSettings) -> FastAPI:
     app.state.flashes = {}
     app.state.prefs = Preferences(settings.state_dir / "preferences.json")
     static.mount(app)
-    for area in (auth, queue, dashboard, models):
+    for area in (auth, recheck, queue, dashboard, models):
         app.include_router(area.router)
     app.add_exception_handler(Redirect, _redirect)
     app.add_exception_handler(HTTPException, _http_error)

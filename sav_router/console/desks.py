@@ -6,7 +6,8 @@ holds; `undo` takes back the user's last answer. Answers are the annotation
 rows `review` writes (`annotation_row`), with the reviewer's name.
 
 - `LocalDesk`: the workspace queue, leases in `review/*.leases.json` under a
-  lock file (`LocalReviewQueue`), so they survive a restart.
+  lock file (`LocalReviewQueue`), so they survive a restart; the re-check desk
+  is one on `RecheckQueue`, whose answers go to `review/recheck/`, not `annotations/`.
 - `SqsDesk`: the SQS review queue; the lease is the message's visibility
   timeout, renewed while the item is on screen (the queue calls beyond
   `SqsReviewQueue`'s are `sav_router.aws.review_store.ReviewStore`'s). After a console restart the
@@ -30,8 +31,10 @@ from sav_router.loop.workspace import Workspace
 
 
 class LocalDesk:
-    def __init__(self, workspace: Workspace, *, queue_file: str, progress_file: str, lease_seconds: float) -> None:
-        self.workspace = workspace
+    def __init__(
+        self, workspace: Workspace, *, queue_file: str, progress_file: str, lease_seconds: float, queue_class: type[LocalReviewQueue] = LocalReviewQueue,
+    ) -> None:
+        self.workspace, self.queue_class = workspace, queue_class
         self.queue_file, self.progress_file, self.lease_seconds = queue_file, progress_file, lease_seconds
         self._queues: dict[str, LocalReviewQueue] = {}
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
@@ -41,7 +44,7 @@ class LocalDesk:
     def _queue(self, user: str) -> tuple[LocalReviewQueue, threading.Lock]:
         with self._guard:
             if user not in self._queues:
-                self._queues[user] = LocalReviewQueue(
+                self._queues[user] = self.queue_class(
                     self.workspace, holder=f"console:{user}", lease_seconds=self.lease_seconds, queue_file=self.queue_file, progress_file=self.progress_file,
                     revisit_skipped=True,
                 )

@@ -12,10 +12,10 @@ from fastapi.responses import HTMLResponse
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined, select_autoescape
 
 from sav_router.console.deps import session_of, take_flash
-from sav_router.console.sources import BATCH, ESCALATIONS
+from sav_router.console.sources import BATCH, ESCALATIONS, RECHECK
 from sav_router.core import policy
 
-QUEUES = {ESCALATIONS: "Escalation queue", BATCH: "Annotation batch"}
+QUEUES = {ESCALATIONS: "Escalation queue", BATCH: "Annotation batch", RECHECK: "Re-check"}
 REASONS = {
     policy.LOW_CONFIDENCE: "the model was not confident enough",
     policy.AMBIGUOUS: "two labels were too close to call",
@@ -44,6 +44,12 @@ NOTICES = {
     "rolled_back": "Rolled back.",
     "compared": "Comparison done.",
     "batch": "Batch queued.",
+    "settled": "Re-checks settled.",
+}
+NOVELTY_TESTS = {  # what each novelty test of model.ood means, in the dashboard's words
+    "distance": "far from every training request",
+    "out_of_scope_neighbours": "near requests answered out of scope",
+    "distance_plus_votes": "distance plus out-of-scope neighbours, one test (a bundle trained before the two tests)",
 }
 
 

@@ -21,6 +21,7 @@ from sav_router.core.jsonio import append_jsonl, lenient_rows, read_text
 from sav_router.core.layout import ANNOTATIONS
 from sav_router.loop.workspace import Workspace
 from sav_router.review.queue import PROGRESS_FILE, QUEUE_FILE
+from sav_router.review.recheck import RECHECK_PROGRESS, RECHECK_QUEUE, RecheckQueue
 
 log = logging.getLogger("sav_router.console")
 
@@ -28,6 +29,11 @@ ESCALATIONS = "escalations"
 BATCH = "batch"
 BATCH_FILE = "batch.jsonl"
 BATCH_PROGRESS = "batch-progress.jsonl"
+RECHECK = "recheck"  # doubted annotations answered blind (`sav-router doubts --format review-queue`), local workspace only
+
+
+RECHECK_ON_AWS = ("The re-check queue is not available on AWS: it works on a local workspace (`sav-router doubts --format review-queue`, "
+                  "then the console's Re-check desk). On AWS, send the doubts to Label Studio (`sav-router doubts --format label-studio`).")
 
 
 class ActionUnavailable(RuntimeError):
@@ -49,6 +55,7 @@ class LocalSource:
         self.desks = {
             ESCALATIONS: LocalDesk(workspace, queue_file=QUEUE_FILE, progress_file=PROGRESS_FILE, lease_seconds=lease_seconds),
             BATCH: LocalDesk(workspace, queue_file=BATCH_FILE, progress_file=BATCH_PROGRESS, lease_seconds=lease_seconds),
+            RECHECK: LocalDesk(workspace, queue_file=RECHECK_QUEUE, progress_file=RECHECK_PROGRESS, lease_seconds=lease_seconds, queue_class=RecheckQueue),
         }
         self._labels: dict[str, list[str]] = {}
 
@@ -109,6 +116,17 @@ class LocalSource:
     def production_version(self) -> str | None:
         return self.workspace.production_version()
 
+    def manifest(self, version: str) -> dict[str, Any] | None:
+        """The version's router.json as written (None when it cannot be read)."""
+        from sav_router.core.bundle import MANIFEST_NAME
+        from sav_router.loop.workspace import RegistryError
+
+        try:
+            data = _read_json(self.workspace.model_dir(version) / MANIFEST_NAME)
+        except RegistryError:
+            return None
+        return data if isinstance(data, dict) else None
+
     def history(self) -> list[dict[str, Any]]:
         return list(self.workspace.registry().get("history", []))
 
@@ -146,6 +164,7 @@ class LocalSource:
                 "decision": production.get("decision"),
                 "reasons": production.get("reasons") or [],
                 "model_version": production.get("model_version"),
+                "ood_score": production.get("ood_score"),
             }
 
     def texts(self, ids: set[str]) -> dict[str, str]:
@@ -236,8 +255,31 @@ class LocalSource:
     def _batch_path(self) -> Path:
         return self.workspace.path("review", BATCH_FILE)
 
+    # -- the re-check of doubted annotations (review/recheck.py) ---------------
+    def settle_rechecks(self, *, by: str) -> dict[str, int]:
+        """`sav-router settle`: what the blind answers allow is settled, disagreements get a third opinion."""
+        from collections import Counter
+
+        from sav_router.review.recheck import settle
+
+        return dict(Counter(s.outcome for s in settle(self.workspace, by=by)))
+
+    def recheck_status(self) -> list[dict[str, Any]]:
+        """Open doubts with what settling would do now, the earlier label and the answers given (an admin's page only)."""
+        from sav_router.review.recheck import status
+
+        return [{"key": d["key"], "id": d.get("id"), "text": d.get("text"), "split": d.get("split"), "label": d.get("label"),
+                 "choices": list(d.get("choices") or []), "outcome": s.outcome, "reason": s.reason, "answers": s.answers}
+                for d, s in status(self.workspace)]
+
+    def settle_doubt(self, key: str, label: str, *, by: str, reason: str) -> dict[str, Any]:
+        """An admin's word on one open doubt (`sav-router settle --id KEY --label L --reason TEXT`)."""
+        from sav_router.review.recheck import settle_by_admin
+
+        return settle_by_admin(self.workspace, key, label, by=by, reason=reason).__dict__
+
     def can(self, action: str) -> bool:
-        return action in {"promote", "rollback", "compare", "batch"}
+        return action in {"promote", "rollback", "compare", "batch", "settle"}
 
 
 def _metrics(value: Any) -> dict[str, Any]:
@@ -312,6 +354,9 @@ class AwsSource:
     def production_version(self) -> str | None:
         return None  # the endpoint's live version is SageMaker's to say
 
+    def manifest(self, version: str) -> dict[str, Any] | None:
+        return self._all_manifests().get(version)
+
     def history(self) -> list[dict[str, Any]]:
         return []
 
@@ -332,7 +377,8 @@ class AwsSource:
 
     def traffic(self) -> Iterator[dict[str, Any]]:
         for day, row in self.store.decisions():
-            yield {"id": row.get("id"), "at": f"{day}T00:00:00+00:00", "decision": row.get("decision"), "reasons": row.get("reasons") or [], "model_version": row.get("model_version")}
+            yield {"id": row.get("id"), "at": f"{day}T00:00:00+00:00", "decision": row.get("decision"), "reasons": row.get("reasons") or [],
+                   "model_version": row.get("model_version"), "ood_score": row.get("ood_score")}
 
     def texts(self, ids: set[str]) -> dict[str, str]:
         return {}
@@ -349,6 +395,14 @@ class AwsSource:
         raise ActionUnavailable("on AWS a model goes to production by approving its model package (see README: How to approve a model)")
 
     rollback = compare = promote
+
+    def settle_rechecks(self, *, by: str) -> dict[str, int]:
+        raise ActionUnavailable(RECHECK_ON_AWS)
+
+    def recheck_status(self) -> list[dict[str, Any]]:
+        raise ActionUnavailable(RECHECK_ON_AWS)
+
+    settle_doubt = settle_rechecks
 
     def start_batch(self, k: int) -> int:
         raise ActionUnavailable("on AWS, rank a batch with `sav-router select` and annotate it in Label Studio")

@@ -31,7 +31,7 @@ from sav_router.core.jsonio import append_jsonl, read_jsonl, write_jsonl_atomic
 from sav_router.core.traffic import request_key
 from sav_router.loop.workspace import Workspace
 from sav_router.review.items import RECHECK_SOURCE
-from sav_router.review.queue import LocalReviewQueue
+from sav_router.review.queue import UNDONE, LocalReviewQueue
 
 RECHECK_QUEUE = "recheck.jsonl"
 RECHECK_PROGRESS = "recheck.progress.jsonl"
@@ -46,7 +46,8 @@ class RecheckQueue(LocalReviewQueue):
     """The re-check queue as a reviewer works it (terminal `review --queue recheck`, the console)."""
 
     def __init__(self, workspace: Workspace, **options: Any) -> None:
-        super().__init__(workspace, queue_file=RECHECK_QUEUE, progress_file=RECHECK_PROGRESS, **options)
+        options.update(queue_file=RECHECK_QUEUE, progress_file=RECHECK_PROGRESS)  # whatever a caller passed (the console's desk passes its own)
+        super().__init__(workspace, **options)
 
     def drop_path(self, row: Mapping[str, Any]):
         return self.workspace.path("review", ANSWERS_FOLDER, f"answers-{self.session}.jsonl")
@@ -103,13 +104,22 @@ class Settlement:
     reason: str = ""
 
 
+def _taken_back(workspace: Workspace) -> set[str]:
+    """Items whose last progress line is an undo: their answer, still in its file, no longer counts."""
+    last: dict[str, Any] = {}
+    for row in read_jsonl(workspace.path("review", RECHECK_PROGRESS)):
+        last[str(row.get("id"))] = row.get("status")
+    return {item for item, status in last.items() if status == UNDONE}
+
+
 def _answers(workspace: Workspace) -> dict[str, dict[str, Any]]:
     folder = workspace.path("review", ANSWERS_FOLDER)
     answers: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("answers-*.jsonl")) if folder.is_dir() else []:
         for row in read_jsonl(path):
             answers[str(row.get("id"))] = row  # an answer taken back leaves its file (undo): the last one read stands
-    return answers
+    undone = _taken_back(workspace)
+    return {item: row for item, row in answers.items() if item not in undone}
 
 
 def _outcome(doubt: Mapping[str, Any], answers: Mapping[str, dict[str, Any]], queued: set[str]) -> Settlement:
@@ -140,6 +150,13 @@ def _outcome(doubt: Mapping[str, Any], answers: Mapping[str, dict[str, Any]], qu
 def open_doubts(workspace: Workspace) -> list[dict[str, Any]]:
     settled = {row.get("key") for row in read_jsonl(workspace.path("review", SETTLED_FILE))}
     return [row for row in read_jsonl(workspace.path("review", DOUBTS_FILE)) if row.get("key") not in settled]
+
+
+def status(workspace: Workspace) -> list[tuple[dict[str, Any], Settlement]]:
+    """Each open doubt with what `settle` would do now (nothing recorded, nothing queued): what an admin sees."""
+    answers = _answers(workspace)
+    queued = {row.get("id") for row in read_jsonl(workspace.path("review", RECHECK_QUEUE))}
+    return [(doubt, _outcome(doubt, answers, queued)) for doubt in open_doubts(workspace)]
 
 
 def _record(workspace: Workspace, settlements: list[tuple[Mapping[str, Any], Settlement]], by: str) -> None:

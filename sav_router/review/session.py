@@ -9,7 +9,10 @@ annotations through the queue (`teach` for escalations, `check` with source
 
 Audit samples are shown blind: their candidates in alphabetical order,
 without scores or the routed label, so the reviewer is not anchored on the
-model's answer and the precision estimate is not biased upwards.
+model's answer and the precision estimate is not biased upwards. A re-check
+of an earlier annotation (`review --queue recheck`, a doubt from `doubts`) is
+shown blind the same way, and said to be a re-check: neither the earlier
+label nor a model suggestion is shown.
 
 Input and output are injected functions, so the loop runs without a TTY.
 """
@@ -60,7 +63,9 @@ def show(item: ReviewItem, choices: Sequence[tuple[str, float | None]], say: Cal
     header = f"[{position}] request {_printable(item.id)}" + (f"  (model {item.model_version})" if item.model_version else "")
     say("")
     say(header)
-    if item.audit:
+    if item.recheck_split:
+        say("    re-check of an earlier annotation, blind: what is the right label? (the earlier label is not shown)")
+    elif item.audit:
         say("    audit sample: a routed request, checked blind (what is the right label?)")
     else:
         say(f"    escalated: {', '.join(item.reasons) or 'no reason recorded'}")

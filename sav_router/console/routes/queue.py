@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 
 from sav_router.console.deps import Admin, Form, SignedIn, flash, refuse
 from sav_router.console.pages import QUEUES, page
-from sav_router.console.sources import BATCH, ESCALATIONS, ActionUnavailable
+from sav_router.console.sources import BATCH, ESCALATIONS, RECHECK, RECHECK_ON_AWS, ActionUnavailable
 from sav_router.core.labels import out_of_scope_label
 from sav_router.review.queue import LeaseLost
 from sav_router.review.session import choices_for
@@ -32,7 +32,7 @@ async def desk_of(request: Request, name: str) -> Any:
         raise HTTPException(404, "no such queue")
     desk = request.app.state.source.desks.get(name)
     if desk is None:
-        raise HTTPException(404, "this source has no annotation batch (see the README: Label Studio)")
+        raise HTTPException(404, RECHECK_ON_AWS if name == RECHECK else "this source has no annotation batch (see the README: Label Studio)")
     return desk
 
 
@@ -66,17 +66,23 @@ async def queue_page(request: Request, name: str, found: SignedIn, desk: Desk) -
     counts = await run_in_threadpool(desk.counts, found[0].name)
     labels = answer_labels(source, item) if item is not None else []
     if item is not None and item.audit:
-        # Blind: the production model's labels in alphabetical order, the same for every audit sample
-        # (so a number key means the same label on each), no score, not the model's candidates
+        # Blind: the production model's labels in alphabetical order, the same for every audit sample and
+        # re-check (so a number key means the same label on each), no score, not the model's candidates,
+        # never a re-checked row's earlier label
         choices = [(label, None) for label in labels]
     else:
         choices = [(label, score) for label, score in (choices_for(item) if item is not None else []) if label != out_of_scope_label()]
     choices = choices[:KEYS]
     keys = {label: number for number, (label, _) in enumerate(choices, start=1)}
+    doubts = None
+    if name == RECHECK and found[0].is_admin:  # how many open doubts, by what settling would do (no label: the desk stays blind)
+        doubts = {}
+        for row in await run_in_threadpool(source.recheck_status):
+            doubts[row["outcome"]] = doubts.get(row["outcome"], 0) + 1
     return page(
         request, "queue.html", name=name, title=QUEUES[name], item=item, choices=choices, keys=keys,
         labels=labels, descriptions=source.label_descriptions() if hasattr(source, "label_descriptions") else {},
-        pending=counts["waiting"] + counts["held"], counts=counts, out_of_scope=out_of_scope_label(),
+        pending=counts["waiting"] + counts["held"], counts=counts, out_of_scope=out_of_scope_label(), doubts=doubts,
     )
 
 
