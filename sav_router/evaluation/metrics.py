@@ -20,6 +20,10 @@ misroute, escalating it is right. `report.json` schema (all rates in [0, 1]):
   of the previous formula), {`flagged`, `in_scope`, `out_of_scope`, `alone`}: the
   requests it flagged (each is escalated `out_of_distribution`), of which gold in
   scope (false alarms) and out of scope, and how many no other test flagged
+- `label_doubts`: the estimated label-error rate of the evaluated rows (in scope), from the
+  bundle's own scores of rows it never trained on (check rows), by confident learning
+  (`sav_router.doubts.estimate`): {`rows`, `doubts`, `rate`, `interval` (Clopper-Pearson),
+  `confidence`, `method`}; null without embeddings (a report from logged scores) or rows
 - `per_label`: {label: {precision, recall, f1, support}} (top-1, in-scope)
 - `promise`: what the bundle's precision promise covers (annotated topics only,
   or traffic like its calibrate sample, off-topic share included)
@@ -185,9 +189,22 @@ def evaluate(router: Router, records: Sequence[Record]) -> Evaluation:
     evaluation.report["target_precision"] = calibration.get("target_precision")
     evaluation.report["confidence_level"] = calibration.get("confidence")
     evaluation.examples = _examples(records, decisions, scored, router.labels)
+    evaluation.report["label_doubts"] = label_doubts(scored, [str(r.label) for r in records], router.labels)
     evaluation.report["promise"] = promise_text(calibration)
     evaluation.report["monitor"] = monitor_line(router, decisions)
     return evaluation
+
+
+def label_doubts(scored: Scored, gold_labels: Sequence[str], labels: Sequence[str]) -> dict[str, Any] | None:
+    """The estimated label-error rate of the evaluated rows: the router's probabilities are out of sample on check rows
+    (never trained on), so confident learning on them estimates how many gold labels are wrong (out-of-scope rows left out)."""
+    from sav_router.doubts.estimate import label_error_estimate
+
+    if scored.embeddings is None or not len(gold_labels):
+        return None
+    index = {label: i for i, label in enumerate(labels)}
+    gold = np.array([index.get(label, -1) for label in gold_labels], dtype=np.int64)
+    return label_error_estimate(scored.probabilities, gold, list(labels), np.asarray(scored.embeddings))
 
 
 def novelty_flags(router: Router, scored: Scored) -> dict[str, np.ndarray] | None:

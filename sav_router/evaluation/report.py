@@ -35,6 +35,8 @@ def _markdown(report: dict[str, Any], images: Sequence[str]) -> str:
         "",
         f"Monitor: {(report.get('monitor') or {}).get('line') or 'no calibration reference in this bundle'}",
         "",
+        f"Label doubts: {label_doubts_line(report.get('label_doubts'), report.get('target_precision'))}",
+        "",
         "Escalation reasons: " + (", ".join(f"`{k}` {v}" for k, v in report["escalation_reasons"].items()) or "none"),
         "",
         "Novelty tests (requests flagged: in scope / out of scope / by this test alone): "
@@ -49,6 +51,22 @@ def _markdown(report: dict[str, Any], images: Sequence[str]) -> str:
     for label, m in report["per_label"].items():
         lines.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
     return "\n".join(lines) + "\n"
+
+
+def label_doubts_line(estimate: dict[str, Any] | None, target_precision: float | None) -> str:
+    """The estimated label-error rate of the evaluated rows in words, and whether it reaches half the promise's error budget."""
+    if not estimate:
+        return "not estimated (no embeddings or no in-scope row)"
+    low, high = estimate["interval"]
+    line = (f"estimated label-error rate of these rows {estimate['rate']:.1%} ({estimate['doubts']} doubts in {estimate['rows']} rows), "
+            f"{estimate.get('confidence', 0.95):.0%} interval [{low:.1%}, {high:.1%}]")
+    if target_precision is not None:
+        from sav_router.doubts.estimate import unreliable_promise
+
+        if unreliable_promise(estimate, float(target_precision)):
+            line += (f"; at least half the promise's error budget ({(1 - float(target_precision)) / 2:.1%}): the precision measured on them "
+                     "is measured against labels that wrong (`sav-router doubts` to re-check them)")
+    return line
 
 
 def write_report(evaluation: Evaluation, output_dir: str | Path, *, plots: bool = True) -> Path:
