@@ -11,7 +11,7 @@ NODE_STAMP := node_modules/.installed
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: quickstart console test install system-deps benchmark benchmark-serving clean
+.PHONY: quickstart console test install system-deps benchmark benchmark-serving clean destroy
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ benchmark: $(STAMP)
 
 benchmark-serving: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/serving.py --model runs/banking77/model_closed --threads 2 --http-seconds 30 --users 50
+
+# Delete every stack of the deployment (README, "Teardown"): the serving and pipeline stacks' custom resources
+# remove the endpoint, its configs and models, the run models and the model package versions first. The data
+# (buckets, key) is kept unless the deployment set retainData to false (the DataOnDelete output says which).
+# Needs only the deploy requirements: DEPLOY_PYTHON=.venv-deploy/bin/python make destroy. DESTROY_ARGS=--force: no prompt.
+DEPLOY_PYTHON ?= $(BIN)/python
+destroy: $(NODE_STAMP)
+	PATH="$(dir $(abspath $(DEPLOY_PYTHON))):$$PATH" CDK_DISABLE_CLI_TELEMETRY=true npx cdk destroy --all --app "$(DEPLOY_PYTHON) app.py" $(DESTROY_ARGS)
 
 clean:
 	rm -rf $(VENV) sav-router-quickstart runs .pytest_cache

@@ -21,6 +21,7 @@ from constructs import Construct
 from infra.config import DeploymentConfig
 from infra.policies import acknowledge, acknowledge_wildcard, read_prefix, use_key, write_prefix
 from infra.shared import export_shared, model_package_group_name, rollback_alarm_names, traffic_reader_role_name
+from sav_router.aws.s3io import CUSTOMER_TEXT_TAG
 from sav_router.core import layout
 
 
@@ -81,6 +82,9 @@ class FoundationStack(Stack):
                 # Logged production traffic holds customer text: kept only as long as observer mode needs it.
                 s3.LifecycleRule(id="traffic-retention", prefix=layout.TRAFFIC, expiration=Duration.days(max(30, config.traffic_days * 4)),
                                  noncurrent_version_expiration=Duration.days(1)),
+                # ...and so do its copies (the observer-mode input under datasets/<run>/shadow/, tagged by shadow_prepare)
+                s3.LifecycleRule(id="customer-text-copies", tag_filters=dict(CUSTOMER_TEXT_TAG),
+                                 expiration=Duration.days(max(30, config.traffic_days * 4)), noncurrent_version_expiration=Duration.days(1)),
                 s3.LifecycleRule(id="noncurrent", noncurrent_version_expiration=Duration.days(90)),
             ],
         )
@@ -97,6 +101,7 @@ class FoundationStack(Stack):
         if config.alarm_email:
             self.alarm_topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
         self.sagemaker_role = self._sagemaker_role(config)
+        self._limit_shadow_input_reads(config)
         self.model_package_group_name = model_package_group_name(config)
         sagemaker.CfnModelPackageGroup(
             self, "ModelPackageGroup", model_package_group_name=self.model_package_group_name,
@@ -122,6 +127,16 @@ class FoundationStack(Stack):
             sid="TrafficReadOnlyByObserverMode", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
             actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[self.bucket.arn_for_objects(f"{layout.TRAFFIC_REQUESTS}*")],
             conditions={"ArnNotEquals": {"aws:PrincipalArn": reader}},
+        ))
+
+    def _limit_shadow_input_reads(self, config: DeploymentConfig) -> None:
+        """The observer-mode input (`datasets/<run>/shadow/requests.jsonl`) copies customer text: readable only by the
+        step that writes it and by SageMaker's execution role (the Batch Transform reads it), like traffic/requests/."""
+        reader = f"arn:{self.partition}:iam::{self.account}:role/{traffic_reader_role_name(config, self.region)}"
+        self.bucket.add_to_resource_policy(iam.PolicyStatement(
+            sid="ShadowInputReadOnlyByObserverMode", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[self.bucket.arn_for_objects(f"{layout.DATASETS}*/shadow/requests.jsonl")],
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": [reader, self.sagemaker_role.role_arn]}},
         ))
 
     def _sagemaker_role(self, config: DeploymentConfig) -> iam.Role:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import IgnoreMode
+from aws_cdk import IgnoreMode, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -47,3 +47,16 @@ class TrainingImage(Construct):
         self.uri = self.asset.image_uri
         self.asset.repository.grant_pull(pulled_by)
         acknowledge(pulled_by, "AwsSolutions-IAM5[Resource::*]", "ecr:GetAuthorizationToken is an account-level action with no resource-level permissions")
+
+    def readable_by(self, role: iam.IRole, config: DeploymentConfig) -> None:
+        """Read-only access to the image (no pull of layers): CreateModelPackage names it, and SageMaker may check the
+        image with the caller's credentials when it registers the package (issue 19, item 11; unverified in moto)."""
+        from infra.foundation import ecr_repository_arn  # a prebuilt image's repository
+
+        actions = ["ecr:BatchGetImage", "ecr:DescribeImages"]
+        if self.asset is not None:
+            self.asset.repository.grant(role, *actions)
+            return
+        repository = ecr_repository_arn(config.image_uri or "", Stack.of(self).partition)
+        if repository is not None:
+            role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[repository]))

@@ -98,6 +98,10 @@ class TrainingPipeline(Construct):
             for prefix in writes:
                 write_prefix(fn, role, bucket.bucket_arn, prefix)
             use_key(fn, self.key)
+        # The observer-mode input is tagged as customer text (its lifecycle rule expires it with the traffic it copies).
+        prepare = functions["shadow_prepare"]
+        allow(prepare.function, prepare.role, ["s3:PutObjectTagging"], [f"{bucket.bucket_arn}/{layout.DATASETS}*"],
+              wildcard_reason=f"objects under {layout.DATASETS} have run-specific names; tagging is limited to that prefix")
         # The shadow comparison re-decides the candidate with the routing function's overrides (core.policy.redecide).
         stack = Stack.of(self)
         compare = functions["shadow_compare"]

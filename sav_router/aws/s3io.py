@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from sav_router.core.jsonio import dumps_line, lenient_rows, numbered_rows
+
+# The tag of an object that copies customer text outside traffic/requests/ (the foundation's lifecycle rule expires it).
+CUSTOMER_TEXT_TAG = {"sav-router-content": "customer-text"}
 
 
 def put_json(s3: Any, bucket: str, key: str, data: Any) -> None:
@@ -17,9 +21,11 @@ def get_json(s3: Any, bucket: str, key: str) -> Any:
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def put_jsonl(s3: Any, bucket: str, key: str, rows: Iterable[Mapping[str, Any]]) -> int:
+def put_jsonl(s3: Any, bucket: str, key: str, rows: Iterable[Mapping[str, Any]], *, tags: Mapping[str, str] | None = None) -> int:
+    """Write rows as one JSON Lines object; `tags` become its S3 object tags (lifecycle rules and policies select on them)."""
     lines = [dumps_line(row) for row in rows]
-    s3.put_object(Bucket=bucket, Key=key, Body="".join(lines).encode("utf-8"), ContentType="application/jsonlines")
+    extra = {"Tagging": urlencode(dict(tags))} if tags else {}
+    s3.put_object(Bucket=bucket, Key=key, Body="".join(lines).encode("utf-8"), ContentType="application/jsonlines", **extra)
     return len(lines)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from sav_router.core import layout
 from sav_router.aws.approval import approval_status
 from sav_router.aws.routing import PolicyStore
-from sav_router.aws.s3io import get_json, get_jsonl, list_keys, put_json, put_jsonl
+from sav_router.aws.s3io import CUSTOMER_TEXT_TAG, get_json, get_jsonl, list_keys, put_json, put_jsonl
 from sav_router.core.policy import redecide
 from sav_router.loop.comparison import compare_decisions
 
@@ -45,7 +45,9 @@ def prepare_shadow(s3: Any, bucket: str, run_id: str, *, days: int, max_requests
                     continue  # newest first: keep the latest decision per request
                 requests[request_id] = {"id": request_id, "text": request["text"]}
                 decisions[request_id] = logged[request_id]
-    put_jsonl(s3, bucket, paths["shadow_input_key"], requests.values())
+    # The one copy of customer text outside traffic/requests/: tagged, so that it expires with the traffic it copies
+    # (lifecycle rule) and only the observer-mode step and SageMaker may read it (bucket policy), as traffic/requests/.
+    put_jsonl(s3, bucket, paths["shadow_input_key"], requests.values(), tags=CUSTOMER_TEXT_TAG)
     put_jsonl(s3, bucket, paths["shadow_production_key"], decisions.values())
     return {"count": len(requests), "days": days, "input_uri": paths["shadow_input_uri"], "output_uri": paths["shadow_output_uri"]}
 

@@ -132,7 +132,8 @@ class PermissionProof:
                 out = [Request("s3:GetObjectVersion" if p.get("VersionId") else "s3:GetObject", obj, why)]
                 return out + ([Request("kms:Decrypt", self.key_arn, f"{why} of an SSE-KMS object")] if encrypted and op == "GetObject" else [])
             if op == "PutObject":
-                return [Request("s3:PutObject", obj, why)] + ([Request("kms:GenerateDataKey", self.key_arn, f"{why} of an SSE-KMS object")] if encrypted else [])
+                out = [Request("s3:PutObject", obj, why)] + ([Request("kms:GenerateDataKey", self.key_arn, f"{why} of an SSE-KMS object")] if encrypted else [])
+                return out + ([Request("s3:PutObjectTagging", obj, f"{why} with Tagging")] if p.get("Tagging") else [])
             if op in ("ListObjectsV2", "ListObjects"):
                 return [Request("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", why)]
             if op == "ListObjectVersions":

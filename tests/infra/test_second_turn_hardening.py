@@ -155,3 +155,31 @@ def test_app_py_imports_nothing_heavy(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "HEAVY []" in result.stdout, result.stdout[-500:]
+
+
+def test_the_observer_mode_copy_of_customer_text_expires_and_is_read_only_by_observer_mode_and_sagemaker(synthesized):
+    from sav_router.aws.s3io import CUSTOMER_TEXT_TAG
+
+    foundation = synthesized.raw["foundation"]
+    (bucket,) = [b for b in resources(foundation, "AWS::S3::Bucket").values() if "LifecycleConfiguration" in b["Properties"]
+                 and any(r.get("Prefix") == "traffic/" for r in b["Properties"]["LifecycleConfiguration"]["Rules"])]
+    rules = {r["Id"]: r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"]}
+    copies, traffic = rules["customer-text-copies"], rules["traffic-retention"]
+    assert copies["TagFilters"] == [{"Key": k, "Value": v} for k, v in CUSTOMER_TEXT_TAG.items()]
+    assert copies["ExpirationInDays"] == traffic["ExpirationInDays"]
+    statements = [s for p in resources(foundation, "AWS::S3::BucketPolicy").values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    (deny,) = [s for s in statements if s.get("Sid") == "ShadowInputReadOnlyByObserverMode"]
+    assert deny["Effect"] == "Deny" and render(deny["Resource"]).endswith("/datasets/*/shadow/requests.jsonl")
+    allowed = [render(a) for a in deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]]
+    assert allowed[0].endswith(":role/sav-router-eu-west-1-shadow-prepare") and "SageMakerExecutionRole" in allowed[1]
+
+
+def test_the_state_machine_role_may_read_the_image_it_registers(synthesized):
+    raw = synthesized.raw["pipeline"]
+    (machine,) = resources(raw, "AWS::StepFunctions::StateMachine").values()
+    role = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    statements = [s for p in resources(raw, "AWS::IAM::Policy").values() if {"Ref": role} in p["Properties"]["Roles"]
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    (ecr,) = [s for s in statements if "ecr:BatchGetImage" in s["Action"]]
+    assert render(ecr["Resource"]) == f"arn:<AWS::Partition>:ecr:{aws_env.REGION}:{aws_env.ACCOUNT}:repository/sav-router"
+    assert set(ecr["Action"]) == {"ecr:BatchGetImage", "ecr:DescribeImages"}

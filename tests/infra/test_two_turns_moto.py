@@ -205,6 +205,9 @@ def test_two_turns_of_the_loop_with_every_call_permitted(app):
     key = output["comparison"]["report_uri"].split(f"{BUCKET}/", 1)[1]
     comparison = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert comparison["n_compared"] == 60
+    # the observer-mode input (customer text) is tagged: it expires with the traffic it copies (foundation lifecycle rule)
+    shadow_input = output["shadow"]["input_uri"].split(f"{BUCKET}/", 1)[1]
+    assert s3.get_object_tagging(Bucket=BUCKET, Key=shadow_input)["TagSet"] == [{"Key": "sav-router-content", "Value": "customer-text"}]
     # both manifests were read: production's decisions were made with the first model's policy, the candidate is
     # re-decided with its own; each routes some of the traffic (the manifest read was refused on AWS before: 0)
     assert comparison["production_coverage"] > 0 and comparison["candidate_coverage"] > 0, comparison
