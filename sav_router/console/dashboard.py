@@ -1,4 +1,5 @@
-"""Figures for the dashboard, from reports, audit answers and the traffic log (pure Python)."""
+"""Figures for the dashboard, from reports, manifests, audit answers and the traffic log (pure Python but for the
+label-doubt and novelty-test rules, imported where they are used)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,48 @@ def per_label_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Per-label precision / recall / F1 / support, weakest F1 first (what needs attention)."""
     rows = [{"label": label} | dict(values) for label, values in (report.get("per_label") or {}).items()]
     return sorted(rows, key=lambda row: (row.get("f1", 0), row["label"]))
+
+
+def label_doubt_rows(report: Mapping[str, Any] | None, calibration: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The estimated label-error rate of the check rows (this report's `label_doubts`) and of the calibrate rows (the model's
+    manifest, `calibration.label_doubts`), each with its interval and whether it reaches half the promise's error budget."""
+    from sav_router.doubts.estimate import unreliable_promise
+
+    target = (report or {}).get("target_precision") or (calibration or {}).get("target_precision")
+    out = []
+    for rows, estimate in (("check rows (this report)", (report or {}).get("label_doubts")),
+                           ("calibrate rows (the model's manifest)", (calibration or {}).get("label_doubts"))):
+        if not isinstance(estimate, Mapping) or not {"rate", "interval", "rows", "doubts"} <= set(estimate):
+            out.append({"rows": rows, "estimate": None})
+            continue
+        unreliable = target is not None and unreliable_promise(estimate, float(target))
+        out.append({"rows": rows, "estimate": dict(estimate), "unreliable": unreliable,
+                    "budget": None if target is None else (1 - float(target)) / 2})
+    return out
+
+
+def novelty_rows(report: Mapping[str, Any] | None, traffic: Iterable[Mapping[str, Any]], manifest: Mapping[str, Any] | None,
+                 *, version: str | None) -> dict[str, Any]:
+    """Per novelty test, the requests it flagged: in this report (`novelty_tests`) and in the logged traffic of this model version
+    (which tests each logged `ood_score` fired, `model.ood.fired_tests`, from the manifest's `ood.params` and OOD threshold)."""
+    from sav_router.model.ood import fired_tests
+
+    reported = (report or {}).get("novelty_tests") or {}
+    params = ((manifest or {}).get("ood") or {}).get("params")
+    threshold = ((manifest or {}).get("policy") or {}).get("ood_threshold")
+    logged: Counter[str] = Counter()
+    alone: Counter[str] = Counter()
+    scored = 0
+    if params is not None and threshold is not None:
+        for row in traffic:
+            if (version and str(row.get("model_version")) != version) or row.get("ood_score") is None:
+                continue
+            scored += 1
+            fired = fired_tests(float(row["ood_score"]), params, float(threshold))
+            logged.update(fired)
+            if len(fired) == 1:
+                alone[fired[0]] += 1
+    tests = list(dict.fromkeys([*reported, *logged]))
+    rows = [{"test": name, "report": reported.get(name), "logged": logged.get(name, 0) if scored else None, "logged_alone": alone.get(name, 0)}
+            for name in tests]
+    return {"rows": rows, "logged_requests": scored, "params": params is not None and threshold is not None}

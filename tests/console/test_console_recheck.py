@@ -229,3 +229,67 @@ def test_the_recheck_desk_in_the_browser_blind_then_settled_from_the_page(browse
     audit = [json.loads(line) for line in (workspace.root / "console" / "audit.jsonl").read_text().splitlines()]
     assert [row.get("relabelled") for row in audit if row["action"] == "recheck_settle"] == [None, 3]
     assert {path: v for path, v in found.items() if v} == {}
+
+
+# -- the dashboard: label doubts and novelty tests -------------------------------
+def test_the_dashboard_shows_label_doubts_and_what_each_novelty_test_flagged(tmp_path, tiny_bundle):
+    import shutil
+
+    from sav_router.data.annotations import Record
+    from sav_router.loop.observer import route_stream
+    from sav_router.loop.workspace import Workspace
+    from sav_router.model.ood import fired_tests
+    from sav_router.model.router import Router
+    from sav_router.monitoring.traffic import traffic_rows
+    from tests.conftest import make_texts
+
+    # GIVEN a model whose manifest estimates its calibrate rows at 4 % wrong (half a 0.95 promise's budget is 2.5 %)
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_bundle, copy)
+    manifest = json.loads((copy / "router.json").read_text())
+    manifest["calibration"]["label_doubts"] = {"rows": 100, "doubts": 4, "rate": 0.04, "interval": [0.011, 0.099], "confidence": 0.95}
+    (copy / "router.json").write_text(json.dumps(manifest))
+    workspace = Workspace(tmp_path / "ws").ensure()
+    version = workspace.register(copy)
+    workspace.promote(version)
+    # AND logged traffic, off-topic requests among it
+    texts = [t for label in ("delivery", "refund") for t in make_texts(label, 5, seed=3)] + ["weather football recipe poem", "poem recipe weather"]
+    decisions = list(route_stream([Record(text=t, label=None, id=f"t{i}") for i, t in enumerate(texts)], Router.load(workspace.production_dir()),
+                                  workspace=workspace, audit_share=0.0, seed=3))
+    report = json.loads(workspace.path("models", version, "check_report", "report.json").read_text())
+    app = make_app(workspace.root)
+    web, _ = http_login(app, "ana")
+    page = web.get("/dashboard").text
+    # THEN both rates are shown with their intervals, the calibrate rows flagged as reaching half the error budget
+    assert "Label doubts" in page and "calibrate rows (the model" in page and "[1.1%, 9.9%]" in page
+    assert "reaches half the promise" in page and "2.5%" in page
+    check = report["label_doubts"]
+    assert f"{check['doubts']} of {check['rows']}" in page and f"[{100 * check['interval'][0]:.1f}%, {100 * check['interval'][1]:.1f}%]" in page
+    # AND each novelty test with its words, and what it flagged in the report and in the logged traffic
+    assert "Novelty tests" in page
+    params, threshold = manifest["ood"]["params"], manifest["policy"]["ood_threshold"]
+    rows = list(traffic_rows(workspace.root))
+    assert len(rows) == len(decisions) == len(texts)
+    logged = {}
+    for row in rows:
+        for test in fired_tests(row["production"]["ood_score"], params, threshold):
+            logged[test] = logged.get(test, 0) + 1
+    words = {"distance": "far from every training request", "out_of_scope_neighbours": "near requests answered out of scope",
+             "distance_plus_votes": "a bundle trained before the two tests"}
+    tests = {*report.get("novelty_tests", {}), *logged}
+    assert tests, "the tiny bundle has a novelty detector"
+    for test in tests:
+        assert words[test] in page, test
+        cells = re.search(rf"\({test}\)</span></td>\s*<td>(.*?)</td>\s*<td>(\d+) \(", page, re.S)
+        assert cells and int(cells.group(2)) == logged.get(test, 0), test
+        flagged = report.get("novelty_tests", {}).get(test)
+        assert cells.group(1).startswith(str(flagged["flagged"]) if flagged else "–")
+    assert f"the {len(rows)} logged requests of {version}" in page
+
+
+def test_the_dashboard_has_words_for_every_novelty_test():
+    from sav_router.console.pages import NOVELTY_TESTS
+    from sav_router.model.ood import COMBINED, DISTANCE, NEIGHBOURS
+
+    assert set(NOVELTY_TESTS) == {DISTANCE, NEIGHBOURS, COMBINED}
+    assert NOVELTY_TESTS[DISTANCE] == "far from every training request" and NOVELTY_TESTS[NEIGHBOURS] == "near requests answered out of scope"

@@ -1,4 +1,5 @@
-"""The dashboard: a model version's evaluation report, live precision from audit samples, escalations over time."""
+"""The dashboard: a model version's evaluation report, the estimated label-error rates of its check and calibrate rows,
+the requests each novelty test flagged, live precision from audit samples, escalations over time."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sav_router.console import charts, dashboard
 from sav_router.console.deps import SignedIn
-from sav_router.console.pages import REASONS_SHORT, page
+from sav_router.console.pages import NOVELTY_TESTS, REASONS_SHORT, page
 
 router = APIRouter()
 
@@ -54,11 +55,15 @@ def dashboard_context(source: Any, query: Any) -> dict[str, Any]:
     target = (report or {}).get("target_precision")
     if live:
         svgs["live"] = charts.interval_over_time(live, target=target)
-    traffic = dashboard.escalations_over_time(source.traffic())
+    logged = list(source.traffic())
+    manifest = source.manifest(version) if version else None
+    traffic = dashboard.escalations_over_time(logged)
     if traffic["buckets"]:
         svgs["escalations"] = charts.escalation_bars(traffic["buckets"], traffic["reasons"], REASONS_SHORT)
     return {
         "versions": versions, "version": version, "production": production, "reports": list(reports), "report_name": name,
         "report": report, "details": details, "examples": (details or {}).get("examples") or {}, "svgs": svgs,
         "per_label": dashboard.per_label_rows(report or {}), "live": live, "traffic": traffic, "tables": tables,
+        "label_doubts": dashboard.label_doubt_rows(report, (manifest or {}).get("calibration")),
+        "novelty": dashboard.novelty_rows(report, logged, manifest, version=version), "novelty_words": NOVELTY_TESTS,
     }
