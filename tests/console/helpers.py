@@ -5,8 +5,9 @@ from __future__ import annotations
 from tests.console.conftest import PASSWORDS
 
 
-def login(browser, server, name: str, *, start: str = "/queue/escalations"):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def login(browser, server, name: str, *, start: str = "/queue/escalations", bypass_csp: bool = False):
+    """Signed in at `start` (bypass_csp: so that axe-core can be injected)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp)
     page = context.new_page()
     page.goto(server.url + start)
     assert "/login" in page.url  # GIVEN nobody logged in THEN the login page, not the queue

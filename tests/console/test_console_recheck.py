@@ -17,7 +17,8 @@ import pytest
 
 from sav_router.cli import main
 from tests.conftest import read_jsonl, write_jsonl
-from tests.console.conftest import PASSWORDS, ConsoleServer, add_users, server_env
+from tests.console import helpers
+from tests.console.conftest import ConsoleServer, add_users, server_env
 from tests.console.helpers import press
 from tests.console.test_console_states import client, csrf, login as http_login, make_app
 
@@ -139,16 +140,7 @@ def recheck_server(tmp_path_factory, tiny_bundle, tiny_base_model, toy_annotatio
 
 
 def login(browser, server, name, *, start):
-    """Signed in, the page's CSP bypassed so that axe-core can be injected."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-    page = context.new_page()
-    page.goto(server.url + start)
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", PASSWORDS[name])
-    with page.expect_navigation():
-        page.click("button[type=submit]")
-    assert start in page.url
-    return context, page
+    return helpers.login(browser, server, name, start=start, bypass_csp=True)
 
 
 def without_label_lists(page) -> str:
