@@ -16,6 +16,7 @@ from constructs import Construct
 from infra.config import DeploymentConfig
 from infra.lambda_function import ProjectFunction
 from infra.policies import acknowledge, allow
+from sav_router.aws.settings import TeardownSettings
 
 RESOURCE_TYPE = "Custom::SavRouterRuntimeResources"
 
@@ -37,7 +38,7 @@ class RuntimeCleanup(Construct):
         arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
         self.function = ProjectFunction(
             self, "Teardown", name="teardown", key=key, log_retention_days=config.log_retention_days, memory_mb=256,
-            timeout=Duration.minutes(5), environment={},
+            timeout=Duration.minutes(5), environment=TeardownSettings().to_environment(),
             description="sav-router: on stack deletion, remove the SageMaker resources the runtime created",
         )
         fn, role = self.function.function, self.function.role

@@ -13,6 +13,7 @@ import urllib.request
 import boto3
 from aws_lambda_powertools import Logger
 
+from sav_router.aws.settings import TeardownSettings
 from sav_router.aws.teardown import remove_runtime_resources
 
 logger = Logger()
@@ -40,6 +41,7 @@ def act(event: dict, sagemaker=None) -> dict:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context) -> dict:
+    TeardownSettings.from_environ()  # no variables: what to remove comes with the request
     try:
         removed = act(event)
     except Exception as exc:  # noqa: BLE001 - reported to CloudFormation with its reason

@@ -149,5 +149,13 @@ class DriftSettings(FunctionSettings):
     drift_alpha: float = _var(env.DRIFT_ALPHA, DRIFT_ALPHA, codec=float)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TeardownSettings(FunctionSettings):
+    """None: what to remove comes with CloudFormation's request (the custom resource's properties)."""
+
+    function: ClassVar[str] = "teardown"
+
+
 SETTINGS = {cls.function: cls for cls in (RoutingSettings, GateSettings, DatasetSettings, EvaluateSettings,
-                                          ShadowPrepareSettings, ShadowCompareSettings, PromotionSettings, DriftSettings)}
+                                          ShadowPrepareSettings, ShadowCompareSettings, PromotionSettings, DriftSettings,
+                                          TeardownSettings)}

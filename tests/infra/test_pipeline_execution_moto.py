@@ -88,6 +88,24 @@ def run_function(deployed: Deployed, recorder: CallRecorder, handlers: dict, mon
         return handler(event, context or FakeContext())
 
 
+def dispatch_lambda_invokes(deployed: Deployed, monkeypatch, handlers: dict, recorder, calls: list[str] | None = None) -> None:
+    """moto's Lambda invocations (the state machine's Lambda tasks) run the real handlers in-process (`run_function`)."""
+    by_logical_id = {lid: service for service, (stack, lid) in deployed.functions().items()}
+
+    def invoke(self, function_name, qualifier, body, headers, response_headers):
+        name = by_logical_id[function_name.rsplit(":", 1)[-1]]
+        if calls is not None:
+            calls.append(name)
+        try:
+            result = run_function(deployed, recorder(), handlers, monkeypatch, name, json.loads(body))
+        except Exception as exc:  # what the Lambda service answers for an unhandled error
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
+        return json.dumps(result).encode()
+
+    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+
+
 @pytest.fixture
 def pipeline(synthesized, monkeypatch):
     """The deployed pipeline, in moto: bucket, model package group, state machine, Lambda dispatch."""
@@ -95,22 +113,11 @@ def pipeline(synthesized, monkeypatch):
     deployed = deployed_app(synthesized)
     (machine_id,) = resources(synthesized.raw["pipeline"], "AWS::StepFunctions::StateMachine")
     definition = deployed.resolve("pipeline", deployed.resource("pipeline", machine_id)["Properties"]["DefinitionString"])
-    by_logical_id = {lid: service for service, (stack, lid) in deployed.functions().items()}
     handlers: dict[str, object] = {}
     calls: list[str] = []
     recorder_box: list[CallRecorder] = []
 
-    def invoke(self, function_name, qualifier, body, headers, response_headers):
-        name = by_logical_id[function_name.rsplit(":", 1)[-1]]
-        calls.append(name)
-        try:
-            result = run_function(deployed, recorder_box[0], handlers, monkeypatch, name, json.loads(body))
-        except Exception as exc:  # what the Lambda service answers for an unhandled error
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
-        return json.dumps(result).encode()
-
-    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+    dispatch_lambda_invokes(deployed, monkeypatch, handlers, lambda: recorder_box[0], calls)
     with mock_aws(config=MOTO_CONFIG), recording_calls(monkeypatch) as recorder:
         recorder_box.append(recorder)
         boto3.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": aws_env.REGION})

@@ -18,7 +18,6 @@ import json
 import boto3
 import pytest
 from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.moto_api._internal.models import moto_api_backend
 
 import aws_env
@@ -26,7 +25,7 @@ import fake_sagemaker
 from permission_proof import STATE_MACHINE, PermissionProof
 from template_helpers import resources
 from test_pipeline_execution_moto import (
-    BUCKET, MOTO_CONFIG, SAMPLES, FakeContext, deployed_app, labels_of, recording_calls, run, run_function,
+    BUCKET, MOTO_CONFIG, SAMPLES, FakeContext, deployed_app, dispatch_lambda_invokes, labels_of, recording_calls, run_function,
 )
 
 FIRST, SECOND = "20250101T000000Z-c0ffee01", "20250201T000000Z-c0ffee02"
@@ -77,20 +76,9 @@ def app(synthesized, monkeypatch):
     deployed = deployed_app(synthesized)
     (machine_id,) = resources(synthesized.raw["pipeline"], "AWS::StepFunctions::StateMachine")
     definition = deployed.resolve("pipeline", deployed.resource("pipeline", machine_id)["Properties"]["DefinitionString"])
-    by_logical_id = {lid: service for service, (stack, lid) in deployed.functions().items()}
     handlers: dict = {}
     state: dict = {}
-
-    def invoke(self, function_name, qualifier, body, headers, response_headers):
-        name = by_logical_id[function_name.rsplit(":", 1)[-1]]
-        try:
-            result = run_function(deployed, state["recorder"], handlers, monkeypatch, name, json.loads(body))
-        except Exception as exc:  # what the Lambda service answers for an unhandled error
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
-        return json.dumps(result).encode()
-
-    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+    dispatch_lambda_invokes(deployed, monkeypatch, handlers, lambda: state["recorder"])
     with mock_aws(config=MOTO_CONFIG), recording_calls(monkeypatch) as recorder:
         state["recorder"] = recorder
         fake_sagemaker.install_missing_operations(boto3.DEFAULT_SESSION)
