@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,3 +50,18 @@ def stop(process: subprocess.Popen, timeout: float = 30.0) -> tuple[int, str]:
         process.kill()
         output, _ = process.communicate()
     return process.returncode, output
+
+
+def serve_args(model, port, *extra) -> list[str]:
+    return ["-m", "sav_router.cli", "serve", "--model", str(model), "--port", str(port), "--host", "127.0.0.1", *extra]
+
+
+def post_lines_in_background(base: str, lines: str, answer: dict, *, timeout: float) -> threading.Thread:
+    """POST a JSON Lines body from another thread; `answer` gets status, body and the time it came back."""
+    def in_flight():
+        response = httpx.post(f"{base}/invocations", content=lines, headers={"Content-Type": "application/jsonlines"}, timeout=timeout)
+        answer.update(status=response.status_code, text=response.text, body=response.content, at=time.monotonic())
+
+    client = threading.Thread(target=in_flight)
+    client.start()
+    return client

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import tarfile
-import threading
 import time
 
 import httpx
@@ -14,11 +13,7 @@ import pytest
 from sav_router.core.bundle import BundleError
 from sav_router.serving.runner import choose_backend, resolve_model_dir
 
-from .helpers import free_port, start_process, stop, wait_until_ready
-
-
-def serve_args(model, port, *extra):
-    return ["-m", "sav_router.cli", "serve", "--model", str(model), "--port", str(port), "--host", "127.0.0.1", *extra]
+from .helpers import free_port, start_process, stop, wait_until_ready, post_lines_in_background, serve_args
 
 
 def test_serve_answers_the_contract_and_stops_gracefully_on_sigterm(serving_bundle):
@@ -31,13 +26,7 @@ def test_serve_answers_the_contract_and_stops_gracefully_on_sigterm(serving_bund
         assert httpx.get(f"{base}/execution-parameters").json()["MaxPayloadInMB"] == 6
         lines = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(["refund money", "login password", "parcel courier"]))
         answer = {}
-
-        def in_flight():
-            response = httpx.post(f"{base}/invocations", content=lines, headers={"Content-Type": "application/jsonlines"}, timeout=30)
-            answer.update(status=response.status_code, text=response.text, at=time.monotonic())
-
-        client = threading.Thread(target=in_flight)
-        client.start()
+        client = post_lines_in_background(base, lines, answer, timeout=30)
         time.sleep(0.8)
         sent_at = time.monotonic()
         process.send_signal(signal.SIGTERM)
@@ -118,13 +107,7 @@ def test_sigterm_answers_a_long_batch_in_json_and_exits_within_the_grace_period(
         # GIVEN a batch far longer than the grace period (one text per model call)
         lines = "".join(json.dumps({"id": i, "text": f"where is my parcel courier {i}"}) + "\n" for i in range(30_000))
         answer = {}
-
-        def in_flight():
-            response = httpx.post(f"{base}/invocations", content=lines, headers={"Content-Type": "application/jsonlines"}, timeout=60)
-            answer.update(status=response.status_code, body=response.content, at=time.monotonic())
-
-        client = threading.Thread(target=in_flight)
-        client.start()
+        client = post_lines_in_background(base, lines, answer, timeout=60)
         time.sleep(1.5)
         # WHEN SIGTERM arrives while it is computed
         sent_at = time.monotonic()
