@@ -24,12 +24,12 @@ from collections.abc import Sequence
 
 from sav_router import __version__
 from sav_router.cli import (
-    importing,
     compare,
     console,
     discovery,
     doubts,
     evaluation,
+    importing,
     monitoring,
     quickstart,
     registry,
@@ -39,7 +39,7 @@ from sav_router.cli import (
     serving,
     training,
 )
-from sav_router.cli.options import EXIT_USAGE, UsageError
+from sav_router.cli.options import EXIT_USAGE
 
 COMMAND_MODULES = (training, evaluation, registry, route, compare, select, importing, quickstart, review, serving,
                    monitoring, discovery, doubts, console)
@@ -55,18 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sav_router.core.bundle import BundleError
-    from sav_router.core.teams import TeamsError
-    from sav_router.data.annotations import NoValidDataError
-    from sav_router.loop.workspace import RegistryError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, NoValidDataError, BundleError, TeamsError, RegistryError, FileNotFoundError) as exc:
-        print(f"sav-router: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as exc:  # bad values in input or configuration
+    # usage errors, unusable input (NoValidDataError, BundleError, TeamsError, RegistryError: all ValueErrors),
+    # bad values in configuration, a missing file
+    except (ValueError, FileNotFoundError) as exc:
         print(f"sav-router: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # a full disk, a permission: one line, nothing partial left where a reader takes it

@@ -7,7 +7,7 @@ The line codec (every JSON Lines file and S3 object the product writes or reads)
 - `dumps_line` escapes every character any line reader might honour as a break
   (JSON escapes the C0 controls already; U+0085, U+2028 and U+2029 are escaped
   here), so one record is always exactly one line, whoever reads it;
-- `loads_line` refuses duplicate keys (which value would win is a guess).
+- `loads` refuses duplicate keys (which value would win is a guess).
 
 Files:
 - `write_json_atomic`: temp file in the same folder, fsync, rename: a reader sees

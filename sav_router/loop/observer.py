@@ -24,7 +24,6 @@ import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from sav_router.core import layout
 from sav_router.core.jsonio import append_jsonl, locked, read_jsonl, write_jsonl_atomic
@@ -32,6 +31,7 @@ from sav_router.core.policy import ROUTE
 from sav_router.core.traffic import batch_name, distinct_id, request_key, traffic_batch
 from sav_router.data.annotations import Record
 from sav_router.model.router import Router
+from sav_router.monitoring.traffic import traffic_rows
 from sav_router.core.clock import utc_now
 from sav_router.loop.workspace import Workspace
 
@@ -45,17 +45,10 @@ class RoutedRequest:
     already_queued: bool = False  # the same request (same id and text) was queued before: not queued twice
 
 
-def _ids(path: Path) -> set[str]:
-    """Ids of a JSONL file; a torn line (crash mid-append) is passed over."""
-    return {str(row["id"]) for row in read_jsonl(path) if row.get("id") is not None}
-
-
 def _not_logged(records: Sequence[Record], workspace: Workspace) -> list[Record]:
     """What `--resume` routes: each request (same id and same text) as many times as the input holds it
     beyond the times the traffic log already holds it. Partial batches are removed first (routed again)."""
-    from sav_router.monitoring.traffic import traffic_rows
-
-    logged_decisions(workspace, clean=True)
+    remove_partial_batches(workspace)
     logged = Counter(request_key(row["id"], row["text"]) for row in traffic_rows(workspace.root) if isinstance(row.get("text"), str))
     pending = []
     for record in records:
@@ -67,22 +60,17 @@ def _not_logged(records: Sequence[Record], workspace: Workspace) -> list[Record]
     return pending
 
 
-def logged_decisions(workspace: Workspace, *, clean: bool = False) -> set[str]:
-    """Ids whose production decision is logged; with `clean`, partial batches' files are removed."""
+def remove_partial_batches(workspace: Workspace) -> None:
+    """Remove the files of batches cut short (no decisions file renamed into place): their requests are routed again."""
     decisions = workspace.root / layout.TRAFFIC_DECISIONS
-    done: set[str] = set()
-    for path in decisions.rglob("*.jsonl") if decisions.is_dir() else []:
-        done |= _ids(path)
-    if clean:
-        for stale in decisions.rglob("*.tmp") if decisions.is_dir() else []:
-            stale.unlink()  # a decisions file never renamed into place: its batch is routed again
-        for prefix in (layout.TRAFFIC_REQUESTS, layout.TRAFFIC_OBSERVER):
-            folder = workspace.root / prefix
-            for path in folder.rglob("*") if folder.is_dir() else []:
-                twin = decisions / path.relative_to(folder)
-                if path.is_file() and (path.name.endswith(".tmp") or not twin.is_file()):
-                    path.unlink()  # a batch cut short: its requests are routed again
-    return done
+    for stale in decisions.rglob("*.tmp") if decisions.is_dir() else []:
+        stale.unlink()  # a decisions file never renamed into place
+    for prefix in (layout.TRAFFIC_REQUESTS, layout.TRAFFIC_OBSERVER):
+        folder = workspace.root / prefix
+        for path in folder.rglob("*") if folder.is_dir() else []:
+            twin = decisions / path.relative_to(folder)
+            if path.is_file() and (path.name.endswith(".tmp") or not twin.is_file()):
+                path.unlink()
 
 
 def route_stream(

@@ -267,7 +267,7 @@ class LocalReviewQueue:
             drop = self.drop_path(row)
             private_file(drop)  # request text: owner-only
             append_jsonl(drop, [row])  # the answer first (fsynced) ...
-            self._progress(item, ANSWERED, drop=drop.name)  # ... then "done"
+            self._progress(item, ANSWERED, drop=drop.relative_to(self.workspace.root).as_posix())  # ... then "done"
             self._answered.add(item.id)
             self._unlease(item.id)
 
@@ -295,7 +295,9 @@ class LocalReviewQueue:
             if last is None:
                 return None
             item_id = str(last["id"])
-            drop = self.workspace.path("annotations", str(last.get("drop") or ""))
+            # where the answer went, relative to the workspace (older progress rows name a file in annotations/)
+            recorded = str(last.get("drop") or "")
+            drop = self.workspace.root / recorded if "/" in recorded else self.workspace.path("annotations", recorded)
             self.undone_row = None  # the answer taken back (the console names its label)
             if last.get("drop") and drop.is_file():
                 rows = read_jsonl(drop)

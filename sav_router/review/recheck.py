@@ -31,7 +31,7 @@ from sav_router.core.jsonio import append_jsonl, read_jsonl, write_jsonl_atomic
 from sav_router.core.traffic import request_key
 from sav_router.loop.workspace import Workspace
 from sav_router.review.items import RECHECK_SOURCE
-from sav_router.review.queue import UNDONE, LocalReviewQueue
+from sav_router.review.queue import LocalReviewQueue
 
 RECHECK_QUEUE = "recheck.jsonl"
 RECHECK_PROGRESS = "recheck.progress.jsonl"
@@ -104,22 +104,13 @@ class Settlement:
     reason: str = ""
 
 
-def _taken_back(workspace: Workspace) -> set[str]:
-    """Items whose last progress line is an undo: their answer, still in its file, no longer counts."""
-    last: dict[str, Any] = {}
-    for row in read_jsonl(workspace.path("review", RECHECK_PROGRESS)):
-        last[str(row.get("id"))] = row.get("status")
-    return {item for item, status in last.items() if status == UNDONE}
-
-
 def _answers(workspace: Workspace) -> dict[str, dict[str, Any]]:
     folder = workspace.path("review", ANSWERS_FOLDER)
     answers: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("answers-*.jsonl")) if folder.is_dir() else []:
         for row in read_jsonl(path):
-            answers[str(row.get("id"))] = row  # an answer taken back leaves its file (undo): the last one read stands
-    undone = _taken_back(workspace)
-    return {item: row for item, row in answers.items() if item not in undone}
+            answers[str(row.get("id"))] = row  # the last one read stands (undo removes a taken-back answer from its file)
+    return answers
 
 
 def _outcome(doubt: Mapping[str, Any], answers: Mapping[str, dict[str, Any]], queued: set[str]) -> Settlement:
