@@ -15,6 +15,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from sav_router.aws.approval import APPROVAL_MODES, MANUAL
 from sav_router.aws.instances import has_instance_storage
+from sav_router.aws.settings import ENDPOINT_KINDS, PROVISIONED, SERVERLESS
 from sav_router.core.defaults import AUDIT_SHARE
 from sav_router.training.config import JOB_KEYS, TrainConfig  # pure Python: the one source of training settings
 
@@ -43,13 +44,54 @@ class TrainingConfig:
             raise ConfigError(str(exc).replace("training setting ", "training.hyperparameters.")) from exc
 
 
+# SageMaker's ranges for a serverless variant (ProductionVariantServerlessConfig,
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProductionVariantServerlessConfig.html)
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+SERVERLESS_MAX_CONCURRENCY = 200
+
+
+@dataclass(frozen=True)
+class ServerlessEndpoint:
+    memory_size_mb: int = 2048
+    max_concurrency: int = 5
+    provisioned_concurrency: int | None = None  # instances kept warm (billed while idle); None: scale to zero
+
+    def __post_init__(self) -> None:
+        if self.memory_size_mb not in SERVERLESS_MEMORY_MB:
+            raise ConfigError(f"endpoint.serverless.memorySizeMb must be one of {list(SERVERLESS_MEMORY_MB)} (1 GB steps), got {self.memory_size_mb}")
+        if not 1 <= self.max_concurrency <= SERVERLESS_MAX_CONCURRENCY:
+            raise ConfigError(f"endpoint.serverless.maxConcurrency must be within [1, {SERVERLESS_MAX_CONCURRENCY}], got {self.max_concurrency}")
+        if self.provisioned_concurrency is not None and not 1 <= self.provisioned_concurrency <= self.max_concurrency:
+            raise ConfigError(f"endpoint.serverless.provisionedConcurrency must be within [1, maxConcurrency={self.max_concurrency}] "
+                              f"(or null to scale to zero), got {self.provisioned_concurrency}")
+
+    def api(self) -> dict[str, int]:
+        """The production variant's `ServerlessConfig` as CreateEndpointConfig takes it."""
+        config = {"MemorySizeInMB": self.memory_size_mb, "MaxConcurrency": self.max_concurrency}
+        if self.provisioned_concurrency is not None:
+            config["ProvisionedConcurrency"] = self.provisioned_concurrency
+        return config
+
+
 @dataclass(frozen=True)
 class EndpointConfig:
     name: str = "sav-router"
-    instance_type: str = "ml.c5.xlarge"
-    instance_count: int = 1
+    kind: str = PROVISIONED  # or SERVERLESS: SageMaker Serverless Inference, scaled to zero between requests
+    instance_type: str = "ml.c5.xlarge"  # provisioned only
+    instance_count: int = 1  # provisioned only
+    serverless: ServerlessEndpoint = ServerlessEndpoint()  # serverless only
     baking_seconds: int = 600
     latency_p99_ms: int = 1000  # alarm (and rollback) threshold on ModelLatency
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENDPOINT_KINDS:
+            raise ConfigError(f"endpoint.kind must be one of {list(ENDPOINT_KINDS)}, got {self.kind!r}")
+        if self.instance_count < 1:
+            raise ConfigError(f"endpoint.instanceCount must be >= 1, got {self.instance_count}")
+
+    @property
+    def is_serverless(self) -> bool:
+        return self.kind == SERVERLESS
 
 
 @dataclass(frozen=True)
@@ -75,6 +117,7 @@ class DeploymentConfig:
     # label -> team comes from here: {team: [labels]}; one SQS queue per team
     teams: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     image_uri: str | None = None  # prebuilt training/serving image; None: build training_image/ at deploy
+    serving_image_uri: str | None = None  # prebuilt serving image (--target serving, no torch); None: imageUri, else built
     training: TrainingConfig = TrainingConfig()
     transform_instance_type: str = "ml.m5.xlarge"
     endpoint: EndpointConfig = EndpointConfig()
@@ -120,6 +163,16 @@ class DeploymentConfig:
                 raise ConfigError(f"{where}: {exc}") from None
         if not 2 <= self.routing_concurrency <= 1000:
             raise ConfigError("routingConcurrency must be within [2, 1000] (the SQS event source's maximum concurrency starts at 2)")
+        if self.endpoint.is_serverless:
+            # Serverless Inference does not support VPC configuration or network isolation
+            # (https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html, "Feature exclusions"): a deployment
+            # placed in a VPC keeps its model in it, so it cannot use a serverless endpoint.
+            if self.vpc.enabled:
+                raise ConfigError("endpoint.kind serverless cannot run in the vpc: SageMaker Serverless Inference supports neither a VPC "
+                                  "configuration nor network isolation; remove vpc or keep endpoint.kind provisioned")
+            if self.endpoint.serverless.max_concurrency < self.routing_concurrency:
+                raise ConfigError(f"endpoint.serverless.maxConcurrency ({self.endpoint.serverless.max_concurrency}) is below routingConcurrency "
+                                  f"({self.routing_concurrency}): concurrent routing invocations would be throttled by the endpoint")
 
     @property
     def team_labels(self) -> dict[str, list[str]]:
@@ -170,6 +223,29 @@ def _build(cls: type, data: Any, mapping: Mapping[str, str], path: str, **nested
     return cls(**values, **nested)
 
 
+_INSTANCE_KEYS = ("instanceType", "instanceCount")
+
+
+def _endpoint(raw: Any) -> EndpointConfig:
+    """`endpoint`: each kind takes its own keys; the other kind's keys are refused rather than silently ignored."""
+    data = dict(raw) if isinstance(raw, dict) else raw
+    serverless_raw = data.pop("serverless", None) if isinstance(data, dict) else None
+    kind = data.get("kind", PROVISIONED) if isinstance(data, dict) else PROVISIONED
+    if kind == SERVERLESS:
+        given = [key for key in _INSTANCE_KEYS if key in data]
+        if given:
+            raise ConfigError(f"endpoint.kind serverless takes no {given}: a serverless endpoint has no instances (size it with endpoint.serverless)")
+    elif serverless_raw is not None:
+        raise ConfigError(f"endpoint.serverless is set but endpoint.kind is {kind!r}: set endpoint.kind to \"serverless\" or remove endpoint.serverless")
+    serverless = _build(ServerlessEndpoint, serverless_raw, {
+        "memorySizeMb": "memory_size_mb", "maxConcurrency": "max_concurrency", "provisionedConcurrency": "provisioned_concurrency",
+    }, "endpoint.serverless")
+    return _build(EndpointConfig, data, {
+        "name": "name", "kind": "kind", "instanceType": "instance_type", "instanceCount": "instance_count",
+        "bakingSeconds": "baking_seconds", "latencyP99Ms": "latency_p99_ms",
+    }, "endpoint", serverless=serverless)
+
+
 def from_context(raw: Mapping[str, Any] | None) -> DeploymentConfig:
     """Build the configuration from the `sav-router` context object (camelCase keys)."""
     data = dict(raw or {})
@@ -177,14 +253,11 @@ def from_context(raw: Mapping[str, Any] | None) -> DeploymentConfig:
         "instanceType": "instance_type", "instanceCount": "instance_count", "volumeGb": "volume_gb",
         "maxRuntimeSeconds": "max_runtime_seconds", "hyperparameters": "hyperparameters",
     }, "training")
-    endpoint = _build(EndpointConfig, data.pop("endpoint", None), {
-        "name": "name", "instanceType": "instance_type", "instanceCount": "instance_count",
-        "bakingSeconds": "baking_seconds", "latencyP99Ms": "latency_p99_ms",
-    }, "endpoint")
+    endpoint = _endpoint(data.pop("endpoint", None))
     vpc = _build(VpcPlacement, data.pop("vpc", None), {"subnetIds": "subnet_ids", "securityGroupIds": "security_group_ids"}, "vpc")
     teams = _check("teams", data.pop("teams", None) or {}, Mapping[str, tuple[str, ...]])
     return _build(DeploymentConfig, data, {
-        "prefix": "prefix", "account": "account", "region": "region", "imageUri": "image_uri",
+        "prefix": "prefix", "account": "account", "region": "region", "imageUri": "image_uri", "servingImageUri": "serving_image_uri",
         "transformInstanceType": "transform_instance_type", "targetPrecision": "target_precision",
         "minCoverage": "min_coverage", "approvalMode": "approval_mode", "minNewAnnotations": "min_new_annotations",
         "trafficDays": "traffic_days", "maxShadowRequests": "max_shadow_requests", "pollSeconds": "poll_seconds",

@@ -102,8 +102,11 @@ class Promotion(Construct):
                 endpoint_name=config.endpoint.name,
                 sagemaker_role_arn=sagemaker_role.role_arn,
                 kms_key_arn=key.key_arn,
-                instance_type=config.endpoint.instance_type,
-                instance_count=config.endpoint.instance_count,
+                endpoint_kind=config.endpoint.kind,
+                # each kind writes its own sizing only: instances, or the serverless variant's ServerlessConfig
+                instance_type=None if config.endpoint.is_serverless else config.endpoint.instance_type,
+                instance_count=1 if config.endpoint.is_serverless else config.endpoint.instance_count,
+                serverless_config=config.endpoint.serverless.api() if config.endpoint.is_serverless else None,
                 baking_seconds=config.endpoint.baking_seconds,
                 rollback_alarms=list(rollback_alarms),
                 artifacts_bucket=bucket.bucket_name,
@@ -145,8 +148,10 @@ class Promotion(Construct):
               [f"{arn}:model/{name}-v*", f"{arn}:endpoint-config/{name}-v*", f"{arn}:endpoint/{name}"],
               wildcard_reason="models and endpoint configs are named <endpoint>-v<package version>, one per approved package")
         allow(fn, role, ["iam:PassRole"], [shared.sagemaker_role.role_arn], conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
-        # SageMaker creates grants on the key for the endpoint's encrypted volumes on the caller's behalf.
-        fn.add_to_role_policy(iam.PolicyStatement(
-            actions=["kms:CreateGrant", "kms:DescribeKey"], resources=[key.key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-        ))
+        if not config.endpoint.is_serverless:
+            # SageMaker creates grants on the key for the endpoint's encrypted volumes on the caller's behalf. A serverless
+            # endpoint config carries no KmsKeyId (sav_router.aws.promotion): no grant is needed, none is allowed.
+            fn.add_to_role_policy(iam.PolicyStatement(
+                actions=["kms:CreateGrant", "kms:DescribeKey"], resources=[key.key_arn], conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            ))
         read_prefix(fn, role, shared.bucket.bucket_arn, layout.MANIFESTS)

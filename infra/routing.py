@@ -17,11 +17,19 @@ from infra.policies import acknowledge, allow, read_prefix, send_to, use_key, wr
 from infra.queues import dead_letter_queue, encrypted_queue, queue_with_dlq
 from infra.shared import Shared, overrides_parameter_name
 from sav_router.aws import metrics as metric_names
-from sav_router.aws.settings import RoutingSettings
+from sav_router.aws.settings import RoutingSettings, endpoint_call_limits
 from sav_router.core import layout
 from sav_router.core.defaults import REVIEW_LEASE_SECONDS
 
-FUNCTION_TIMEOUT = Duration.seconds(60)
+
+
+def function_timeout(config: DeploymentConfig) -> Duration:
+    """Long enough for the endpoint calls of its kind (sav_router.aws.settings.endpoint_call_limits): 60 s for instances."""
+    return Duration.seconds(endpoint_call_limits(config.endpoint.kind).function_timeout_seconds)
+
+
+def intake_visibility(config: DeploymentConfig) -> Duration:
+    return Duration.seconds(endpoint_call_limits(config.endpoint.kind).visibility_timeout_seconds)
 
 
 class RoutingService(Construct):
@@ -30,7 +38,7 @@ class RoutingService(Construct):
         stack = Stack.of(self)
         key, bucket = shared.key, shared.bucket
         # Visibility timeout 6x the function timeout (AWS guidance for SQS event sources).
-        self.intake, self.intake_dlq = queue_with_dlq(self, "Intake", key=key, max_receive_count=5, visibility_timeout=Duration.seconds(FUNCTION_TIMEOUT.to_seconds() * 6))
+        self.intake, self.intake_dlq = queue_with_dlq(self, "Intake", key=key, max_receive_count=5, visibility_timeout=intake_visibility(config))
         # A received request stays hidden from other reviewers for the lease (the console renews it while shown).
         self.review, self.review_dlq = queue_with_dlq(self, "HumanReview", key=key, max_receive_count=10,
                                                       visibility_timeout=Duration.seconds(REVIEW_LEASE_SECONDS))
@@ -50,11 +58,12 @@ class RoutingService(Construct):
         self.function = ProjectFunction(
             self, "Routing", name=metric_names.ROUTING_SERVICE, key=key, log_retention_days=config.log_retention_days,
             description="sav-router: intake batch -> endpoint -> policy -> team queue or human review",
-            memory_mb=512, timeout=FUNCTION_TIMEOUT,
+            memory_mb=512, timeout=function_timeout(config),
             # Bounds the endpoint's load; the event source's MaximumConcurrency equals it, so SQS is never throttled.
             reserved_concurrency=config.routing_concurrency,
             environment=RoutingSettings(
                 endpoint_name=config.endpoint.name,
+                endpoint_kind=config.endpoint.kind,
                 artifacts_bucket=bucket.bucket_name,
                 overrides_parameter=self.overrides.parameter_name,
                 team_queues={team: queue.queue_url for team, queue in self.team_queues.items()},

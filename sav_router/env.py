@@ -45,6 +45,7 @@ SAGEMAKER_PROGRAM_ROOT = "SAV_ROUTER_OPT_ML"  # root of the /opt/ml layout (test
 
 # The Lambda functions (written by infra/ through sav_router.aws.settings, read back by lambdas/)
 ENDPOINT_NAME = "ENDPOINT_NAME"
+ENDPOINT_KIND = "ENDPOINT_KIND"  # "provisioned" or "serverless" (sav_router.aws.settings.ENDPOINT_KINDS)
 ARTIFACTS_BUCKET = "ARTIFACTS_BUCKET"
 TEAM_QUEUES = "TEAM_QUEUES"  # JSON {team: queue URL}
 TEAMS_WITH_QUEUE = "TEAMS_WITH_QUEUE"  # JSON [team, ...]
@@ -69,6 +70,7 @@ SAGEMAKER_ROLE_ARN = "SAGEMAKER_ROLE_ARN"
 KMS_KEY_ARN = "KMS_KEY_ARN"
 INSTANCE_TYPE = "INSTANCE_TYPE"
 INSTANCE_COUNT = "INSTANCE_COUNT"
+SERVERLESS_CONFIG = "SERVERLESS_CONFIG"  # JSON ServerlessConfig of the production variant (serverless endpoints)
 ROLLBACK_ALARMS = "ROLLBACK_ALARMS"  # JSON [alarm name, ...]
 SUBNET_IDS = "SUBNET_IDS"  # JSON [subnet id, ...]
 SECURITY_GROUP_IDS = "SECURITY_GROUP_IDS"  # JSON [security group id, ...]

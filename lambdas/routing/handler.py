@@ -39,13 +39,17 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-# Standard retry mode: throttling and 5xx are retried with backoff before we give up.
-runtime = boto3.client("sagemaker-runtime", config=Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=10))
+settings = RoutingSettings.from_environ()
+# How long to wait for the endpoint follows its kind (a serverless one may cold-start): settings.endpoint_limits, the
+# numbers infra/routing.py derives this function's timeout and the intake queue's visibility from. Standard retry mode:
+# throttling, 5xx and read timeouts are retried with backoff before we give up.
+limits = settings.endpoint_limits
+runtime = boto3.client("sagemaker-runtime", config=Config(retries={"mode": "standard", "total_max_attempts": limits.max_attempts},
+                                                          connect_timeout=limits.connect_timeout, read_timeout=limits.read_timeout))
 s3 = boto3.client("s3")
 sqs = boto3.client("sqs")
 ssm = boto3.client("ssm")
 
-settings = RoutingSettings.from_environ()
 scorer = EndpointScorer(runtime, settings.endpoint_name)
 policies = PolicyStore(
     s3=s3,

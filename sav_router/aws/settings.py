@@ -33,6 +33,53 @@ class SettingsError(ValueError):
     """A missing or malformed environment variable: the function cannot start."""
 
 
+# The endpoint's kind (cdk.json `endpoint.kind`): instances that run all the time, or SageMaker Serverless Inference.
+PROVISIONED = "provisioned"
+SERVERLESS = "serverless"
+ENDPOINT_KINDS = (PROVISIONED, SERVERLESS)
+# Models and endpoint configs of a serverless endpoint are named `<endpoint>-v<N>-serverless` (sav_router.aws.promotion),
+# so that a deployment switched between kinds never reuses the other kind's; the teardown matches both.
+SERVERLESS_NAME_SUFFIX = "-serverless"
+ROUTING_WORK_SECONDS = 24  # what the routing function does besides calling the endpoint: S3, SSM, SQS, DynamoDB
+
+
+@dataclass(frozen=True)
+class EndpointCallLimits:
+    """How long the routing function waits for the endpoint, and so its own timeout and the intake queue's visibility.
+
+    The one place these numbers are set: the routing handler builds its sagemaker-runtime client from them, and
+    infra/routing.py derives the function timeout and the intake queue's visibility timeout from them.
+    """
+
+    connect_timeout: int
+    read_timeout: int
+    max_attempts: int  # botocore "standard" retries: throttling, 5xx and read timeouts are retried
+
+    @property
+    def worst_call_seconds(self) -> int:
+        return self.max_attempts * (self.connect_timeout + self.read_timeout)
+
+    @property
+    def function_timeout_seconds(self) -> int:
+        return self.worst_call_seconds + ROUTING_WORK_SECONDS
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        return 6 * self.function_timeout_seconds  # AWS guidance for SQS event sources: 6x the function timeout
+
+
+def endpoint_call_limits(kind: str) -> EndpointCallLimits:
+    """A provisioned endpoint answers in milliseconds (BENCHMARKS.md) or is down: wait 10 s, three times.
+    A serverless endpoint may first start a container (a cold start: image pull, model download, `/ping`), then has up
+    to 60 s to answer (https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-invoke.html): wait 90 s,
+    twice (the second attempt usually finds the container the first one started)."""
+    if kind == PROVISIONED:
+        return EndpointCallLimits(connect_timeout=2, read_timeout=10, max_attempts=3)
+    if kind == SERVERLESS:
+        return EndpointCallLimits(connect_timeout=2, read_timeout=90, max_attempts=2)
+    raise SettingsError(f"endpoint kind must be one of {ENDPOINT_KINDS}, got {kind!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class FunctionSettings:
     """Base: (de)serialization through each field's `env` name and codec (str, int, float, json)."""
@@ -71,6 +118,7 @@ class FunctionSettings:
 class RoutingSettings(FunctionSettings):
     function: ClassVar[str] = "routing"
     endpoint_name: str = _var(env.ENDPOINT_NAME)
+    endpoint_kind: str = _var(env.ENDPOINT_KIND, PROVISIONED)  # how long to wait for the endpoint: endpoint_call_limits
     artifacts_bucket: str = _var(env.ARTIFACTS_BUCKET)
     team_queues: dict[str, str] = _var(env.TEAM_QUEUES, codec=_JSON)
     review_queue_url: str = _var(env.REVIEW_QUEUE_URL)
@@ -82,6 +130,13 @@ class RoutingSettings(FunctionSettings):
     # without it (by hand, in a test) samples nothing: reviewers' work is added only where a deployment asked for it.
     audit_share: float = _var(env.AUDIT_SHARE, 0.0, codec=float)
     idempotency_ttl_seconds: int = _var(env.IDEMPOTENCY_TTL_SECONDS, 86400, codec=int)
+
+    def __post_init__(self) -> None:
+        endpoint_call_limits(self.endpoint_kind)  # an unknown kind stops the function at start, not at the first call
+
+    @property
+    def endpoint_limits(self) -> EndpointCallLimits:
+        return endpoint_call_limits(self.endpoint_kind)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,13 +187,29 @@ class PromotionSettings(FunctionSettings):
     endpoint_name: str = _var(env.ENDPOINT_NAME)
     sagemaker_role_arn: str = _var(env.SAGEMAKER_ROLE_ARN)
     kms_key_arn: str = _var(env.KMS_KEY_ARN)
-    instance_type: str = _var(env.INSTANCE_TYPE)
-    instance_count: int = _var(env.INSTANCE_COUNT, codec=int)
+    endpoint_kind: str = _var(env.ENDPOINT_KIND, PROVISIONED)
+    # provisioned: the instances; serverless: the variant's ServerlessConfig as the API takes it
+    # ({MemorySizeInMB, MaxConcurrency[, ProvisionedConcurrency]}); each kind is written with its own fields only
+    instance_type: str | None = _var(env.INSTANCE_TYPE, None)
+    instance_count: int = _var(env.INSTANCE_COUNT, 1, codec=int)
+    serverless_config: dict[str, int] | None = _var(env.SERVERLESS_CONFIG, None, codec=_JSON)
     rollback_alarms: list[str] = _var(env.ROLLBACK_ALARMS, codec=_JSON)
     artifacts_bucket: str = _var(env.ARTIFACTS_BUCKET)
     subnet_ids: list[str] = _var(env.SUBNET_IDS, [], codec=_JSON)
     security_group_ids: list[str] = _var(env.SECURITY_GROUP_IDS, [], codec=_JSON)
     baking_seconds: int = _var(env.BAKING_SECONDS, 600, codec=int)
+
+    def __post_init__(self) -> None:
+        if self.endpoint_kind not in ENDPOINT_KINDS:
+            raise SettingsError(f"promotion: {env.ENDPOINT_KIND} must be one of {ENDPOINT_KINDS}, got {self.endpoint_kind!r}")
+        if self.endpoint_kind == PROVISIONED and not self.instance_type:
+            raise SettingsError(f"promotion: a provisioned endpoint needs {env.INSTANCE_TYPE}")
+        if self.endpoint_kind == SERVERLESS and not self.serverless_config:
+            raise SettingsError(f"promotion: a serverless endpoint needs {env.SERVERLESS_CONFIG}")
+
+    @property
+    def serverless(self) -> bool:
+        return self.endpoint_kind == SERVERLESS
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,7 +1,7 @@
 """What the stacks' deletion must remove although CloudFormation never created it (issue 19, bug 3).
 
-The promotion function creates the endpoint, its configs and models (`<endpoint>`, `<endpoint>-v<N>`); the state
-machine creates a model per run (`<prefix>-<execution>-<hash>`) and registers model package versions in the
+The promotion function creates the endpoint, its configs and models (`<endpoint>`, `<endpoint>-v<N>`, with `-serverless`
+appended for that kind); the state machine creates a model per run (`<prefix>-<execution>-<hash>`) and registers model package versions in the
 foundation's group. None of them is a stack resource, so `cdk destroy` left the endpoint running (and billing) and
 the group undeletable. A custom resource in each stack that creates them calls `remove_runtime_resources` when
 the stack is deleted (`lambdas/teardown/handler.py`): the serving stack's removes the endpoint, its configs and
@@ -14,6 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Any
+
+from sav_router.aws.settings import SERVERLESS_NAME_SUFFIX
+
+_VERSION = rf"-v\d+(?:{re.escape(SERVERLESS_NAME_SUFFIX)})?$"  # <endpoint>-v<N>, or <endpoint>-v<N>-serverless
 
 
 def _names(sm: Any, operation: str, key: str, field: str, **kwargs: Any) -> Iterator[str]:
@@ -29,7 +33,7 @@ def _gone(exc: Exception) -> bool:
 
 def serving_versions(endpoint: str) -> re.Pattern[str]:
     """The names of the endpoint's configs and models, one per deployed package version."""
-    return re.compile(rf"^{re.escape(endpoint)}-v\d+$")
+    return re.compile(rf"^{re.escape(endpoint)}{_VERSION}")
 
 
 def remove_runtime_resources(
@@ -58,7 +62,7 @@ def remove_runtime_resources(
     if run_model_prefix is not None:
         for name in list(_names(sm, "list_models", "Models", "ModelName", NameContains=run_model_prefix)):
             # a run's model, never an endpoint version (the serving stack's, named <endpoint>-v<N>)
-            if name.startswith(f"{run_model_prefix}-") and not re.search(r"-v\d+$", name):
+            if name.startswith(f"{run_model_prefix}-") and not re.search(_VERSION, name):
                 _delete(sm.delete_model, removed["models"], name, ModelName=name)
     if model_package_group is not None:
         try:
