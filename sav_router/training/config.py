@@ -19,9 +19,11 @@ from typing import Any
 # implements exactly these (a test keeps the two equal).
 OOD_METHODS = ("knn", "mahalanobis")
 HEADS = ("cosine", "linear")
-# Backends a bundle can be certified on; "auto" = the fastest passing the equivalence gate
+# Backends a bundle can be certified on; "auto" = the fastest passing the equivalence gate, "onnx-auto" = among ONNX only
 # (`sav_router.model.backends.certify.CHOICES`; a test keeps the two equal).
-SERVING_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+SERVING_BACKENDS = ("auto", "onnx-auto", "torch", "onnx", "onnx-int8")
+# The choices whose bundle serves without torch (the serving image has none); the first is the SageMaker pipeline's default.
+ONNX_SERVING_BACKENDS = ("onnx-auto", "onnx-int8", "onnx")
 # Options of a training job that are not model settings (SageMaker hyperparameters only).
 JOB_KEYS = ("text_column", "label_column")
 
@@ -74,7 +76,8 @@ class TrainConfig:
     )
     serving_backend: str = _knob(
         "auto", "backend whose scores the thresholds and promise are computed on, and that serves: auto = the fastest that passes "
-        "the equivalence gate with PyTorch (onnx-int8, then onnx, else torch)", choices=SERVING_BACKENDS
+        "the equivalence gate with PyTorch (onnx-int8, then onnx, else torch); onnx-auto = the same among ONNX only, an error when "
+        "none passes (a bundle the serving image, which has no torch, can serve; the SageMaker pipeline's default)", choices=SERVING_BACKENDS
     )
     num_threads: int | None = _knob(None, "torch threads (default: usable cores)", flag="--threads")
     device: str | None = _knob(None, "torch device for fine-tuning: cpu, cuda, cuda:N (default: $SAV_ROUTER_DEVICE, else cuda when available)")

@@ -86,3 +86,29 @@ def test_a_backend_asked_for_that_fails_the_gate_is_refused(tiny_base_model, tmp
                         log=lambda _: None)
     assert auto.manifest.serving["certified_backend"] == "torch"  # nothing passed: torch, whose promise it then is
     assert auto.manifest.serving["certification"]["reason"] == "no ONNX model passed the gate"
+
+
+def test_onnx_auto_never_falls_back_to_torch(tiny_base_model, tmp_path, monkeypatch):
+    """The SageMaker pipeline's choice (the serving image has no torch): the fastest ONNX that passes, else a loud failure."""
+    from sav_router.model.backends import certify
+    from sav_router.training.build import train_bundle
+
+    rows = [{"text": f"refund money card back {i}", "label": "refund"} for i in range(40)]
+    rows += [{"text": f"parcel courier tracking late {i}", "label": "delivery"} for i in range(40)]
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    config = TrainConfig(base_model=tiny_base_model, epochs=1, progress=False, max_steps=2, serving_backend="onnx-auto")
+    real_gate, calls = certify.gate, []
+
+    def int8_fails(reference, candidate, truth):  # variants are gated in the order onnx, onnx-int8
+        calls.append(1)
+        return real_gate(reference, candidate, truth) | ({"passed": False} if len(calls) % 2 == 0 else {"passed": True})
+
+    monkeypatch.setattr(certify, "gate", int8_fails)
+    bundle = train_bundle([data], tmp_path / "model", config=config, log=lambda _: None)
+    assert bundle.manifest.serving["certified_backend"] == "onnx"
+    assert bundle.manifest.serving["certification"]["requested"] == "onnx-auto"
+    # nothing passes: an error naming the export defect, no bundle
+    monkeypatch.setattr(certify, "gate", lambda reference, candidate, truth: real_gate(reference, candidate, truth) | {"passed": False})
+    with pytest.raises(CertificationError, match="no ONNX model passes the equivalence gate.*export defect"):
+        train_bundle([data], tmp_path / "failed", config=config, log=lambda _: None)
+    assert not (tmp_path / "failed" / "router.json").exists()

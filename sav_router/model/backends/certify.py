@@ -29,7 +29,10 @@ import numpy as np
 
 from sav_router.model.backends import AUTO, BACKENDS, ONNX, ONNX_INT8, PREFERENCE, TORCH
 
-CHOICES = (AUTO, *BACKENDS)
+# the fastest ONNX backend that passes (onnx-int8, then onnx); none passing is an error, never torch: what the
+# serving image (no torch) must be able to serve. fp32 ONNX agrees with PyTorch to float rounding, so it failing is an export defect.
+ONNX_AUTO = "onnx-auto"
+CHOICES = (AUTO, ONNX_AUTO, *BACKENDS)
 Forward = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
 
 
@@ -120,10 +123,11 @@ def certify_backend(
     check each against `reference_forward` (eager PyTorch) on the gate rows, and choose.
 
     `requested`: "auto" (the fastest that passes; torch when none does or ONNX Runtime is
-    missing), or a backend name (refused with CertificationError if it fails the gate).
+    missing), "onnx-auto" (the fastest ONNX backend that passes; CertificationError when none
+    does), or a backend name (refused with CertificationError if it fails the gate).
     """
     from sav_router.model.backends import file_sha256
-    from sav_router.model.backends.onnx_export import FILES, export_variants
+    from sav_router.model.backends.onnx_export import FILES, MAX_ACCURACY_DROP, MIN_AGREEMENT, export_variants
     from sav_router.model.backends.onnx_backend import OnnxBackend
 
     if requested not in CHOICES:
@@ -171,6 +175,17 @@ def certify_backend(
     if requested == AUTO:
         chosen = passing[0]
         selection["reason"] = "fastest passing the gate" if chosen != TORCH else "no ONNX model passed the gate"
+    elif requested == ONNX_AUTO:
+        onnx_passing = [v for v in passing if v != TORCH]
+        if not onnx_passing:
+            checks = "; ".join(f"{v}: top-1 agreement {record['equivalence'][v]['top1_agreement']:.4f}, accuracy "
+                               f"{record['equivalence'][v]['accuracy_delta']:+.4f}" for v in (ONNX_INT8, ONNX))
+            raise CertificationError(
+                f"serving backend {ONNX_AUTO!r}: no ONNX model passes the equivalence gate with PyTorch ({checks}; at least "
+                f"{MIN_AGREEMENT} agreement and at most -{MAX_ACCURACY_DROP} accuracy needed). fp32 ONNX should agree with "
+                f"PyTorch to float rounding: this is an ONNX export defect, not a model to serve with torch"
+            )
+        chosen, selection["reason"] = onnx_passing[0], "fastest ONNX passing the gate (onnx-auto)"
     elif requested in passing:
         chosen, selection["reason"] = requested, "asked for (passes the gate)"
     else:
