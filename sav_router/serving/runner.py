@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sav_router import env
 from sav_router.core.bundle import MANIFEST_NAME, read_manifest
-from sav_router.model.backends import CERTIFIED, certified_backend, uncovered_message
+from sav_router.model.backends import CERTIFIED, TORCH, certified_backend, uncovered_message
 from sav_router.serving.settings import BACKEND, ServeSettings, resolve_port
 
 log = logging.getLogger("sav_router.serving")
@@ -55,6 +55,22 @@ def resolve_model_dir(model: str | os.PathLike[str] | None) -> Path:
 
 class UncertifiedBackendError(ValueError):
     """Asked to serve a backend the bundle's promise was not computed on, without saying so is intended."""
+
+
+class BackendUnavailableError(ValueError):
+    """The chosen backend's runtime is not installed here (a torch bundle in the serving image, which has no torch)."""
+
+
+def load_router(model_dir: Path, backend: str, *, num_threads: int | None = None):
+    """The router on `backend`; a missing runtime (ImportError) becomes one clear BackendUnavailableError."""
+    from sav_router.model.router import Router
+
+    try:
+        return Router.load(model_dir, backend=backend, num_threads=num_threads)
+    except ImportError as exc:
+        hint = (" This image serves ONNX bundles only (training_image/Dockerfile --target serving, no torch): serve the bundle "
+                "from the full image, or train it with --serving-backend onnx-auto") if backend == TORCH else ""
+        raise BackendUnavailableError(f"{model_dir}: the {backend} backend cannot run here ({exc}).{hint}") from exc
 
 
 def _flag(raw: str) -> bool:
@@ -130,14 +146,13 @@ def serve(
 ) -> int:
     import uvicorn
 
-    from sav_router.model.router import Router
     from sav_router.serving.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_helper_threads()
     model_dir = resolve_model_dir(model)
     chosen = choose_backend(model_dir, backend, uncertified=uncertified_backend)
-    router = Router.load(model_dir, backend=chosen, num_threads=num_threads)
+    router = load_router(model_dir, chosen, num_threads=num_threads)
     port = resolve_port(port)
     log.info("serving %s (model %s, %s backend, %s) on %s:%d", model_dir, router.version, chosen,
              "certified: the promise covers it" if router.certified else "NOT certified: the promise does not cover it", host, port)
