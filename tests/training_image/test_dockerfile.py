@@ -47,8 +47,17 @@ def test_slim_python_base_and_torch_build_arguments():
     assert base.startswith("python:") and "slim" in base
     args = {a.split("=")[0] for keyword, a in steps if keyword == "ARG"}
     assert {"TORCH_VERSION", "TORCH_VARIANT"} <= args
-    torch_install = next(a for keyword, a in steps if keyword == "RUN" and "torch==" in a)
+    torch_install = next(a for keyword, a in steps if keyword == "RUN" and "pip install" in a and "torch==" in a)
     assert "${TORCH_VARIANT}" in torch_install and "${TORCH_VERSION}" in torch_install
+
+
+def test_two_targets_the_default_one_the_full_training_image():
+    stages = [args.split()[-1] for keyword, args in instructions() if keyword == "FROM"]
+    # `docker build` without --target builds the last stage: the training image, as before the serving target existed
+    assert stages[-1] == "training" and "serving" in stages
+    code = "\n".join(line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#"))
+    serving = re.search(r"\nFROM \S+ AS serving\n(.*?)(?=\nFROM |\Z)", code, re.S).group(1)
+    assert "torch" not in serving and "training_image/train" not in serving and "training_image/serve" in serving
 
 
 def test_non_interactive_and_offline_model_loading():
