@@ -168,12 +168,14 @@ class FoundationStack(Stack):
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
                     "cloudwatch:PutMetricData, ecr:GetAuthorizationToken and (with VPC placement) the EC2 network-interface calls SageMaker makes "
                     "support no resource-level scoping; metrics are limited to the SageMaker namespaces by condition")
-        # A prebuilt image: pull from its repository. An image built at deploy time lives in the pipeline stack,
-        # which grants the pull from the assets repository.
-        if (repository := ecr_repository_arn(config.image_uri or "", self.partition)) is not None:
+        # A prebuilt image (training, and serving when it is another): pull from its repository. An image built at
+        # deploy time lives in the pipeline stack, which grants the pull from the assets repository.
+        repositories = sorted({arn for uri in (config.image_uri, config.serving_image_uri)
+                               if (arn := ecr_repository_arn(uri or "", self.partition)) is not None})
+        if repositories:
             role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))  # account-level action
             role.add_to_policy(iam.PolicyStatement(
-                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], resources=[repository],
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], resources=repositories,
             ))
         if config.vpc.enabled:
             role.add_to_policy(iam.PolicyStatement(

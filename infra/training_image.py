@@ -1,4 +1,9 @@
-"""The training/serving image: a prebuilt URI from the configuration, or `training_image/Dockerfile` built by `cdk deploy`.
+"""The images: prebuilt URIs from the configuration, or the two targets of `training_image/Dockerfile` built by `cdk deploy`.
+
+`training` (the Dockerfile's default target: torch, transformers, `train` and `serve`) runs the training job;
+`serving` (no torch: ONNX Runtime and the HTTP server) runs every model: the check and shadow Batch
+Transforms and the registered model package (and with it the endpoint). With a prebuilt `imageUri`, both
+are that image unless `servingImageUri` names a serving one.
 
 Lives in the pipeline stack, the one that runs it: its URI changes with every build, so it is never a
 cross-stack export (CloudFormation refuses to change an export in use). The build context is the
@@ -28,35 +33,52 @@ def dockerignore_patterns(repo: Path = REPO) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+TRAINING_TARGET = "training"  # the Dockerfile's last stage: what `docker build` without --target builds
+SERVING_TARGET = "serving"
+
+
 class TrainingImage(Construct):
+    """`uri`: the training image (the training job); `serving_uri`: the image every model of the pipeline runs in."""
+
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, pulled_by: iam.IRole) -> None:
         super().__init__(scope, construct_id)
-        self.asset: ecr_assets.DockerImageAsset | None = None
+        self.asset: ecr_assets.DockerImageAsset | None = None  # the training image, when built here
+        self.serving_asset: ecr_assets.DockerImageAsset | None = None
+        # a prebuilt image: the foundation's SageMaker role pulls it from its own repository
         if config.image_uri:
-            self.uri = config.image_uri  # the foundation's SageMaker role pulls it from its own repository
-            return
+            self.uri = config.image_uri
+        else:
+            self.asset = self._build("Asset", TRAINING_TARGET, pulled_by)
+            self.uri = self.asset.image_uri
+        if config.serving_image_uri or config.image_uri:
+            self.serving_uri = config.serving_image_uri or config.image_uri or ""
+        else:
+            self.serving_asset = self._build("ServingAsset", SERVING_TARGET, pulled_by)
+            self.serving_uri = self.serving_asset.image_uri
+
+    def _build(self, construct_id: str, target: str, pulled_by: iam.IRole) -> ecr_assets.DockerImageAsset:
         if not (REPO / DOCKERFILE).is_file():
             raise ConfigError(f"no {DOCKERFILE}: set imageUri in cdk.json or {env.IMAGE_URI} to a pushed image")
         # `docker build --file` reads the Dockerfile from the staged context: it must survive the excludes
         # (CDK only re-includes a Dockerfile at the context's root).
         exclude = [*dockerignore_patterns(), f"!{DOCKERFILE}", f"!{DOCKERFILE}.dockerignore"]
-        self.asset = ecr_assets.DockerImageAsset(
-            self, "Asset", directory=str(REPO), file=DOCKERFILE, exclude=exclude, ignore_mode=IgnoreMode.DOCKER,
+        asset = ecr_assets.DockerImageAsset(
+            self, construct_id, directory=str(REPO), file=DOCKERFILE, target=target, exclude=exclude, ignore_mode=IgnoreMode.DOCKER,
             platform=ecr_assets.Platform.LINUX_AMD64,
         )
-        self.uri = self.asset.image_uri
-        self.asset.repository.grant_pull(pulled_by)
+        asset.repository.grant_pull(pulled_by)
         acknowledge(pulled_by, "AwsSolutions-IAM5[Resource::*]", "ecr:GetAuthorizationToken is an account-level action with no resource-level permissions")
+        return asset
 
     def readable_by(self, role: iam.IRole, config: DeploymentConfig) -> None:
-        """Read-only access to the image (no pull of layers): CreateModelPackage names it, and SageMaker may check the
-        image with the caller's credentials when it registers the package (issue 19, item 11; unverified in moto)."""
+        """Read-only access to the serving image (no pull of layers): CreateModelPackage names it, and SageMaker may check
+        the image with the caller's credentials when it registers the package (issue 19, item 11; unverified in moto)."""
         from infra.foundation import ecr_repository_arn  # a prebuilt image's repository
 
         actions = ["ecr:BatchGetImage", "ecr:DescribeImages"]
-        if self.asset is not None:
-            self.asset.repository.grant(role, *actions)
+        if self.serving_asset is not None:
+            self.serving_asset.repository.grant(role, *actions)
             return
-        repository = ecr_repository_arn(config.image_uri or "", Stack.of(self).partition)
+        repository = ecr_repository_arn(self.serving_uri, Stack.of(self).partition)
         if repository is not None:
             role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[repository]))

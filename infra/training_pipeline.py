@@ -17,7 +17,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.config import DeploymentConfig
+from infra.config import ConfigError, DeploymentConfig
 from infra.lambda_function import ProjectFunction, retention
 from infra.policies import acknowledge, acknowledge_wildcard, allow, read_prefix, use_key, write_prefix
 from infra.sagemaker_jobs import TRAINING, TRANSFORM, sagemaker_job
@@ -27,6 +27,7 @@ from sav_router.aws.instances import volume_key
 from sav_router.core import layout
 from sav_router.serving.settings import TRANSFORM_MAX_PAYLOAD_MB
 from sav_router.aws.settings import DatasetSettings, EvaluateSettings, FunctionSettings, ShadowCompareSettings, ShadowPrepareSettings
+from sav_router.training.config import ONNX_SERVING_BACKENDS
 
 JSONL = "application/jsonlines"
 STEP_TIMEOUT = Duration.minutes(10)
@@ -34,11 +35,13 @@ STEP_TIMEOUT = Duration.minutes(10)
 
 class TrainingPipeline(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, shared: Shared, image_uri: str,
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, shared: Shared, image_uri: str, serving_image_uri: str,
     ) -> None:
+        """`image_uri` runs the training job; `serving_image_uri` every model (transforms, the registered package)."""
         super().__init__(scope, construct_id)
         self.config, self.key, self.bucket = config, shared.key, shared.bucket
         self.role, self.image_uri, self.group = shared.sagemaker_role, image_uri, shared.model_package_group_name
+        self.serving_image_uri = serving_image_uri
         key = shared.key
         stack = Stack.of(self)
         self.arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
@@ -133,6 +136,18 @@ class TrainingPipeline(Construct):
         return task
 
     # -- the state machine ------------------------------------------------------------
+    def _hyperparameters(self) -> dict:
+        """The configured training settings; the bundle is certified among ONNX backends only (onnx-auto: int8, then fp32,
+        else the job fails) unless the models run in the training image itself, which has torch."""
+        hyperparameters = dict(self.config.training.hyperparameters)
+        backend = hyperparameters.setdefault("serving_backend", ONNX_SERVING_BACKENDS[0])
+        if backend not in ONNX_SERVING_BACKENDS and self.serving_image_uri != self.image_uri:
+            raise ConfigError(
+                f"training.hyperparameters.serving_backend {backend!r} may certify a bundle on torch, which the serving image "
+                f"(no torch) cannot serve: use one of {', '.join(ONNX_SERVING_BACKENDS)}, or leave it out ({ONNX_SERVING_BACKENDS[0]})"
+            )
+        return hyperparameters
+
     def _vpc(self) -> dict:
         vpc = self.config.vpc
         return {"VpcConfig": {"Subnets": list(vpc.subnet_ids), "SecurityGroupIds": list(vpc.security_group_ids)}} if vpc.enabled else {}
@@ -159,7 +174,7 @@ class TrainingPipeline(Construct):
 
         prepare = self._invoke("prepare_dataset", "Prepare dataset", {"execution_name.$": "$$.Execution.Name"}, "$.dataset", failed)
 
-        hyperparameters = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in config.training.hyperparameters.items()}
+        hyperparameters = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in self._hyperparameters().items()}
         hyperparameters.setdefault("target_precision", json.dumps(config.target_precision))
         train_start, _, trained = sagemaker_job(
             self, "Training", kind=TRAINING, job_name=sfn.JsonPath.string_at(run_id), on_error=failed, poll=poll,
@@ -187,7 +202,7 @@ class TrainingPipeline(Construct):
             iam_resources=[f"{arn}:model/{prefix}-*"], result_path=sfn.JsonPath.DISCARD,
             parameters={
                 "ModelName.$": run_id,
-                "PrimaryContainer": {"Image": self.image_uri, "ModelDataUrl.$": "$.training.ModelArtifacts.S3ModelArtifacts"},
+                "PrimaryContainer": {"Image": self.serving_image_uri, "ModelDataUrl.$": "$.training.ModelArtifacts.S3ModelArtifacts"},
                 "ExecutionRoleArn": self.role.role_arn,
                 "EnableNetworkIsolation": True,
                 **self._vpc(),
@@ -223,7 +238,7 @@ class TrainingPipeline(Construct):
                 "ModelPackageDescription.$": "States.Format('sav-router {} ({})', $.evaluation.model_version, $.evaluation.gate.summary)",
                 "ModelApprovalStatus.$": "$.comparison.approval_status",
                 "InferenceSpecification": {
-                    "Containers": [{"Image": self.image_uri, "ModelDataUrl.$": "$.training.ModelArtifacts.S3ModelArtifacts"}],
+                    "Containers": [{"Image": self.serving_image_uri, "ModelDataUrl.$": "$.training.ModelArtifacts.S3ModelArtifacts"}],
                     "SupportedContentTypes": ["application/json", JSONL],
                     "SupportedResponseMIMETypes": ["application/json", JSONL],
                     "SupportedRealtimeInferenceInstanceTypes": [config.endpoint.instance_type],

@@ -80,19 +80,21 @@ def test_every_asset_of_every_stack_exists(rehearsal):
             # `docker build --file` reads the Dockerfile from the staged context
             assert (context / asset["source"]["dockerFile"]).is_file(), f"{asset['source']['dockerFile']} missing from the staged build context"
             images += 1
-    assert files >= len(FUNCTIONS) + 4 and images == 1  # a Lambda asset each, the four templates; the training image
+    assert files >= len(FUNCTIONS) + 4 and images == 2  # a Lambda asset each, the four templates; the training and serving images
 
 
 def test_the_staged_image_context_holds_what_the_dockerfile_copies(rehearsal):
     (manifest,) = [json.loads(p.read_text()) for p in rehearsal.outdir.glob("SavRouterPipeline.assets.json")]
-    (image,) = manifest["dockerImages"].values()
-    context = rehearsal.outdir / image["source"]["directory"]
-    dockerfile = (context / image["source"]["dockerFile"]).read_text()
-    copies = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("COPY")]
-    sources = [arg for args in copies for arg in [a for a in args if not a.startswith("--")][:-1]]
-    assert sources and all((context / source).exists() for source in sources), sources
-    # and nothing else of note: no tests, docs, README (which would change the image on every edit)
-    assert not (context / "tests").exists() and not (context / "README.md").exists() and not (context / "docs").exists()
+    # the two targets of the one Dockerfile: training (the training job) and serving (every model)
+    assert sorted(image["source"]["dockerBuildTarget"] for image in manifest["dockerImages"].values()) == ["serving", "training"]
+    for image in manifest["dockerImages"].values():
+        context = rehearsal.outdir / image["source"]["directory"]
+        dockerfile = (context / image["source"]["dockerFile"]).read_text()
+        copies = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("COPY")]
+        sources = [arg for args in copies for arg in [a for a in args if not a.startswith("--")][:-1]]
+        assert sources and all((context / source).exists() for source in sources), sources
+        # and nothing else of note: no tests, docs, README (which would change the image on every edit)
+        assert not (context / "tests").exists() and not (context / "README.md").exists() and not (context / "docs").exists()
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

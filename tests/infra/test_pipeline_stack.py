@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from aws_cdk.assertions import Match
 
-from template_helpers import as_list, policy_statements, render, resources
+import aws_env
+from template_helpers import as_list, policy_statements, render, resources, synth_context
 
 
 def definition(synthesized) -> dict:
@@ -51,6 +53,8 @@ def test_training_runs_isolated_and_encrypted_on_the_curated_channels(synthesize
     assert [c["ChannelName"] for c in params["InputDataConfig"]] == ["train", "teams"]
     assert params["HyperParameters"]["target_precision"] == "0.95"
     assert params["AlgorithmSpecification"]["TrainingImage"] == synthesized.config.image_uri  # configured: no image asset, no export
+    # certified among ONNX backends only (int8, then fp32, else the job fails): the models run in the serving image, without torch
+    assert params["HyperParameters"]["serving_backend"] == "onnx-auto"
     assert "VpcConfig" not in params  # no VPC configured in cdk.json
 
 
@@ -90,3 +94,95 @@ def test_state_machine_logs_everything_and_traces(synthesized):
         "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": False}),
         "TracingConfiguration": {"Enabled": True},
     })
+
+
+# -- the two images (issue 21): the training job in the full image, every model in the serving image ------------------
+
+SERVING_URI = f"{aws_env.ACCOUNT}.dkr.ecr.{aws_env.REGION}.amazonaws.com/sav-router-serving:test"
+REPOSITORY = f"arn:<AWS::Partition>:ecr:{aws_env.REGION}:{aws_env.ACCOUNT}:repository/"
+
+
+def synth_app(outdir, **overrides) -> dict:
+    """The four stacks with cdk.json's configuration changed by `overrides` (None removes a key): raw templates, assets."""
+    import aws_cdk as cdk
+
+    from infra.config import from_context
+    from infra.stacks import build
+
+    context = synth_context()
+    settings = {k: v for k, v in {**context["sav-router"], **overrides}.items() if v is not None}
+    app = cdk.App(outdir=str(outdir), context={**context, "sav-router": settings})
+    stacks = build(app, from_context(settings), env=cdk.Environment(account=aws_env.ACCOUNT, region=aws_env.REGION))
+    assembly = app.synth()
+    raw = {key: assembly.get_stack_artifact(stack.artifact_id).template for key, stack in stacks.items()}
+    assets = json.loads((outdir / f"{stacks['pipeline'].artifact_id}.assets.json").read_text()).get("dockerImages", {})
+    return {"raw": raw, "images": [asset["source"] for asset in assets.values()]}
+
+
+def without_subs(value):
+    """An image asset's URI is an Fn::Sub (${AWS::URLSuffix}): kept as its text, for comparison."""
+    if isinstance(value, dict):
+        return value["Fn::Sub"] if set(value) == {"Fn::Sub"} else {k: without_subs(v) for k, v in value.items()}
+    return [without_subs(v) for v in value] if isinstance(value, list) else value
+
+
+def images(raw_pipeline: dict) -> dict[str, str]:
+    (machine,) = resources(raw_pipeline, "AWS::StepFunctions::StateMachine").values()
+    states = json.loads(render(without_subs(machine["Properties"]["DefinitionString"])))["States"]
+    return {
+        "training job": states["Start Training"]["Parameters"]["AlgorithmSpecification"]["TrainingImage"],
+        "model": states["Create model"]["Parameters"]["PrimaryContainer"]["Image"],
+        "model package": states["Register model package"]["Parameters"]["InferenceSpecification"]["Containers"][0]["Image"],
+    }
+
+
+def ecr_statements(raw: dict, action: str) -> list[dict]:
+    return [s for s in policy_statements(raw) if action in as_list(s["Action"])]
+
+
+def test_with_one_prebuilt_image_everything_runs_in_it(synthesized):
+    assert set(images(synthesized.raw["pipeline"]).values()) == {aws_env.IMAGE_URI}
+
+
+def test_a_prebuilt_serving_image_runs_the_models_and_both_repositories_are_pulled_from(tmp_path):
+    # GIVEN imageUri (the training image) and servingImageUri, in two repositories
+    app = synth_app(tmp_path, servingImageUri=SERVING_URI)
+    # THEN the training job runs the training image; the check / shadow transforms' model and the registered package the serving one
+    assert images(app["raw"]["pipeline"]) == {"training job": aws_env.IMAGE_URI, "model": SERVING_URI, "model package": SERVING_URI}
+    assert app["images"] == []  # nothing built at deploy
+    # AND the SageMaker role pulls from those two repositories, nothing else
+    (pull,) = ecr_statements(app["raw"]["foundation"], "ecr:GetDownloadUrlForLayer")
+    assert sorted(render(r) for r in as_list(pull["Resource"])) == [f"{REPOSITORY}sav-router", f"{REPOSITORY}sav-router-serving"]
+    # AND the state machine may only read (not pull) the image it registers: the serving one
+    (read,) = ecr_statements(app["raw"]["pipeline"], "ecr:DescribeImages")
+    assert render(read["Resource"]) == f"{REPOSITORY}sav-router-serving" and "ecr:GetDownloadUrlForLayer" not in read["Action"]
+
+
+def test_without_prebuilt_images_both_targets_are_built_at_deploy(tmp_path):
+    # GIVEN no imageUri: cdk deploy builds training_image/Dockerfile
+    app = synth_app(tmp_path, imageUri=None)
+    # THEN two image assets of the same Dockerfile: its default target (training) and the serving target
+    assert sorted(image["dockerBuildTarget"] for image in app["images"]) == ["serving", "training"]
+    assert {image["dockerFile"] for image in app["images"]} == {"training_image/Dockerfile"}
+    found = images(app["raw"]["pipeline"])
+    assert found["model"] == found["model package"] != found["training job"]
+    # AND the foundation grants no pull (no prebuilt repository); the pipeline stack grants the pull from the assets repository
+    assert not ecr_statements(app["raw"]["foundation"], "ecr:GetDownloadUrlForLayer")
+    pulls = ecr_statements(app["raw"]["pipeline"], "ecr:GetDownloadUrlForLayer")
+    assert pulls and all("container-assets" in render(r) for s in pulls for r in as_list(s["Resource"]))
+    (read,) = ecr_statements(app["raw"]["pipeline"], "ecr:DescribeImages")
+    assert "container-assets" in render(read["Resource"])
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_a_backend_that_may_need_torch_is_refused_when_the_models_run_without_it(tmp_path, backend):
+    from infra.config import ConfigError
+
+    training = {**synth_context()["sav-router"].get("training", {}), "hyperparameters": {"serving_backend": backend}}
+    with pytest.raises(ConfigError, match="serving image.*cannot serve"):
+        synth_app(tmp_path / "serving", servingImageUri=SERVING_URI, training=training)
+    # one image for both (it has torch): the setting is honoured
+    app = synth_app(tmp_path / "one", training=training)
+    (machine,) = resources(app["raw"]["pipeline"], "AWS::StepFunctions::StateMachine").values()
+    states = json.loads(render(machine["Properties"]["DefinitionString"]))["States"]
+    assert states["Start Training"]["Parameters"]["HyperParameters"]["serving_backend"] == backend
