@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import optimize
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -27,6 +26,10 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         z = z - z.max(axis=1, keepdims=True)
         log_norm = np.log(np.exp(z).sum(axis=1))
         return float(np.mean(log_norm - z[np.arange(len(labels)), labels]))
+
+    # scipy is imported here, not at module level: a server imports `softmax` from this module, and the serving
+    # image (training_image/Dockerfile, target serving) has no scipy (145 MB it would only carry for fitting).
+    from scipy import optimize
 
     result = optimize.minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
     return float(math.exp(result.x))

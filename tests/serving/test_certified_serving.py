@@ -35,7 +35,7 @@ def probe():
         single = urllib.request.Request(base + "/invocations", data=b'{"text": "password login locked"}', headers={"Content-Type": "application/json"})
         one = json.loads(urllib.request.urlopen(single, timeout=60).read())
         ping = json.loads(urllib.request.urlopen(base + "/ping", timeout=2).read())
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "scipy"))
         result = {"ping": ping, "lines": answer.splitlines(), "one": one, "heavy": heavy}
     except Exception as exc:  # reported, not hidden
         result = {"error": repr(exc)}

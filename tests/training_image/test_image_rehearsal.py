@@ -259,7 +259,7 @@ def check_pinned(report: dict) -> tuple[set[str], dict[str, str]]:
     return requested, resolved
 
 
-HEAVY = ("torch", "transformers", "sentence-transformers", "onnx", "onnxscript", "scikit-learn", "matplotlib")
+HEAVY = ("torch", "transformers", "sentence-transformers", "onnx", "onnxscript", "scikit-learn", "scipy", "matplotlib")
 
 
 def test_the_stages_and_the_default_target():
@@ -338,13 +338,13 @@ def test_the_entry_points_run_from_the_staged_image_layout(build, tmp_path):
     assert "no 'train' input channel" in (opt_ml / "output" / "failure").read_text()
 
 
-# torch and transformers are installed on this machine: the serving rehearsal makes them unimportable, as in the image
+# torch, transformers and scipy are installed on this machine: the serving rehearsal makes them unimportable, as in the image
 NO_TORCH = """import sys
 
 
 class _NotInTheServingImage:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers", "sentence_transformers"):
+        if name.split(".")[0] in ("torch", "transformers", "sentence_transformers", "scipy"):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 
