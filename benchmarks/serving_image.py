@@ -78,9 +78,13 @@ def constraints_file(folder: Path) -> Path:
 
 def make_venv(path: Path, steps: list[list[str]]) -> Path:
     python = path / "bin" / "python"
-    if python.exists():
-        print(f"{path}: exists, reused (delete it to rebuild)")
+    marker = path / "sav-router-install-steps.json"  # what it was built with: a changed Dockerfile rebuilds it
+    if python.exists() and marker.is_file() and json.loads(marker.read_text()) == steps:
+        print(f"{path}: built with the same install steps, reused")
         return python
+    if path.exists():
+        print(f"{path}: built with other install steps (or unknown ones): rebuilt")
+        shutil.rmtree(path)
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     with tempfile.TemporaryDirectory() as folder:
         constraints = constraints_file(Path(folder))
@@ -90,6 +94,7 @@ def make_venv(path: Path, steps: list[list[str]]) -> Path:
                 command[5:5] = ["-c", str(constraints)]
             print("+", " ".join(command[3:]), flush=True)
             subprocess.run(command, check=True)
+    marker.write_text(json.dumps(steps))
     return python
 
 
