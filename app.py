@@ -3,7 +3,8 @@
 
 Configuration is the `sav-router` context object of cdk.json (README, "Deployment on AWS"
 lists the keys). `python app.py` without the CDK CLI reads cdk.json itself;
-`SAV_ROUTER_IMAGE_URI` overrides `imageUri` (CI pushes the image, then deploys).
+`SAV_ROUTER_IMAGE_URI` and `SAV_ROUTER_SERVING_IMAGE_URI` override `imageUri` and `servingImageUri` (CI pushes
+the images, then deploys).
 Synthesis runs the cdk-nag AwsSolutions and Serverless packs: any
 unacknowledged finding fails it.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -47,6 +49,15 @@ def context_object(given: object, defaults: dict) -> dict:
     return {**defaults, **given}
 
 
+# Environment variables that override a cdk.json key: CI builds and pushes the images, then deploys with them.
+ENVIRONMENT_OVERRIDES = {env.IMAGE_URI: "imageUri", env.SERVING_IMAGE_URI: "servingImageUri"}
+
+
+def with_environment_overrides(raw: dict, environ: Mapping[str, str]) -> dict:
+    """The context object with each override set in the environment (an empty variable overrides nothing)."""
+    return {**raw, **{key: environ[name] for name, key in ENVIRONMENT_OVERRIDES.items() if environ.get(name)}}
+
+
 def main() -> cdk.App:
     defaults = cdk_json_context()
     app = cdk.App(outdir=os.environ.get("CDK_OUTDIR", str(HERE / "cdk.out")),
@@ -55,8 +66,7 @@ def main() -> cdk.App:
         raw = context_object(app.node.try_get_context(CONTEXT_KEY), defaults[CONTEXT_KEY])
     except ConfigError as exc:
         sys.exit(f"cdk context {CONTEXT_KEY!r}: {exc}")
-    if os.environ.get(env.IMAGE_URI):
-        raw["imageUri"] = os.environ[env.IMAGE_URI]
+    raw = with_environment_overrides(raw, os.environ)
     try:
         config = from_context(raw)
     except ConfigError as exc:  # a clear one-line refusal naming the key, not a traceback

@@ -18,6 +18,7 @@ DEVICE = "SAV_ROUTER_DEVICE"  # torch device for training: cpu | cuda | cuda:N (
 WORKSPACE = "SAV_ROUTER_WORKSPACE"  # local workspace folder (registry, traffic, annotations)
 OUT_OF_SCOPE_LABEL = "SAV_ROUTER_OUT_OF_SCOPE_LABEL"  # name of the reserved "none of these" answer (default out_of_scope)
 IMAGE_URI = "SAV_ROUTER_IMAGE_URI"  # `python app.py` / `cdk deploy`: overrides cdk.json's imageUri (CI builds and pushes the image first)
+SERVING_IMAGE_URI = "SAV_ROUTER_SERVING_IMAGE_URI"  # the same for servingImageUri (`docker build --target serving`, pushed first)
 
 # The HTTP server (a SageMaker container is configured only through its environment)
 BACKEND = "SAV_ROUTER_BACKEND"  # torch | onnx | onnx-int8 (default: the bundle's recorded choice)

@@ -25,6 +25,25 @@ def test_cdk_json_parses_into_typed_config():
     assert config.audit_share == 0.02
 
 
+def test_the_image_variables_override_their_cdk_json_keys_and_an_empty_one_overrides_nothing():
+    import app
+
+    from sav_router import env
+
+    # GIVEN cdk.json's context with both image keys set
+    raw = {**cdk_json_config(), "imageUri": "from-cdk-json", "servingImageUri": "serving-from-cdk-json"}
+    # WHEN CI sets both variables / only the serving one, empty
+    both = app.with_environment_overrides(raw, {env.IMAGE_URI: "training:ci", env.SERVING_IMAGE_URI: "serving:ci"})
+    empty = app.with_environment_overrides(raw, {env.SERVING_IMAGE_URI: ""})
+    # THEN each variable replaces its key, and the configuration still parses
+    assert (both["imageUri"], both["servingImageUri"]) == ("training:ci", "serving:ci")
+    assert (empty["imageUri"], empty["servingImageUri"]) == ("from-cdk-json", "serving-from-cdk-json")
+    from infra.config import from_context
+
+    assert from_context(both).serving_image_uri == "serving:ci"
+    assert raw["imageUri"] == "from-cdk-json"  # the context read from cdk.json is left as it was
+
+
 @pytest.mark.parametrize("change, message", [
     ({"approvalMode": "sometimes"}, "approvalMode"),
     ({"teams": {}}, "at least one team"),
