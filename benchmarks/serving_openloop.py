@@ -34,6 +34,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.serving import matmul_peak_gflops  # noqa: E402  (one measure of the machine's speed for both benchmarks)
+
 BANKING77 = REPO.parent / "shared" / "datasets" / "banking77"
 
 
@@ -180,21 +184,6 @@ def heavy_modules(pid: int) -> str:
     return "torch loaded" if "libtorch" in maps else "no torch"
 
 
-def matmul_gflops(threads: int, size: int = 1024, repeats: int = 20) -> float:
-    """Best fp32 GEMM rate numpy's BLAS reaches here on `threads` threads: how fast this machine is right now
-    (a shared VM's speed moves from one hour to the next; the figures of two runs compare only with this beside them)."""
-    from threadpoolctl import threadpool_limits
-
-    a, b = np.random.default_rng(0).standard_normal((2, size, size), dtype=np.float32)
-    best = 0.0
-    with threadpool_limits(limits=threads):
-        for _ in range(repeats):
-            start = time.perf_counter()
-            a @ b
-            best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
-    return best
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True)
@@ -212,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     certified = json.loads((args.model / "router.json").read_text()).get("serving", {}).get("certified_backend", "torch")
     results = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "cores": os.cpu_count(), "threads": args.threads,
                "load_average_start": os.getloadavg(), "certified_backend": certified, "runs": [],
-               "matmul_gflops": round(matmul_gflops(args.threads), 1)}
-    print(f"fp32 matmul peak here now: {results['matmul_gflops']} GFLOP/s on {args.threads} threads", flush=True)
+               "matmul_gflops": round(matmul_peak_gflops(args.threads), 1)}
+    # this shared VM's speed moves from hour to hour: two runs' figures compare only with it beside them
+    print(f"fp32 matmul peak here now: {results['matmul_gflops']} GFLOP/s on {args.threads} threads (torch, as serving.py measures it)", flush=True)
     for backend in args.backends:
         name = certified if backend == "certified" else backend
         port = free_port()

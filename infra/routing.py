@@ -22,7 +22,6 @@ from sav_router.core import layout
 from sav_router.core.defaults import REVIEW_LEASE_SECONDS
 
 
-
 def function_timeout(config: DeploymentConfig) -> Duration:
     """Long enough for the endpoint calls of its kind (sav_router.aws.settings.endpoint_call_limits): 60 s for instances."""
     return Duration.seconds(endpoint_call_limits(config.endpoint.kind).function_timeout_seconds)

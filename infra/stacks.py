@@ -20,7 +20,7 @@ from infra.promotion import EndpointAlarms, Promotion
 from infra.routing import RoutingService
 from infra.shared import export_name, import_shared, rollback_alarm_names, state_machine_name
 from infra.teardown import RuntimeCleanup
-from infra.training_image import TrainingImage
+from infra.training_image import PipelineImages
 from infra.training_pipeline import TrainingPipeline
 
 
@@ -56,10 +56,10 @@ class PipelineStack(Stack):
         shared = import_shared(self, config)
         # A mutable import of the SageMaker role: an image built at deploy time grants its pull here, beside the image.
         puller = iam.Role.from_role_arn(self, "ImagePuller", Fn.import_value(export_name(config, "sagemaker-role-arn")))
-        self.image = TrainingImage(self, "Image", config=config, pulled_by=puller)
-        self.pipeline = TrainingPipeline(self, "Training", config=config, shared=shared, image_uri=self.image.uri,
-                                         serving_image_uri=self.image.serving_uri)
-        self.image.readable_by(self.pipeline.state_machine.role, config)  # the serving image is checked when a package is registered
+        self.images = PipelineImages(self, "Image", config=config, pulled_by=puller)
+        self.pipeline = TrainingPipeline(self, "Training", config=config, shared=shared, image_uri=self.images.training_uri,
+                                         serving_image_uri=self.images.serving_uri)
+        self.images.serving_image_readable_by(self.pipeline.state_machine.role)  # it is checked when a package is registered
         self.trigger = AnnotationTrigger(self, "Annotations", config=config, shared=shared, state_machine=self.pipeline.state_machine)
         # `cdk destroy` removes the run models and the model package versions the state machine created (issue 19, bug 3)
         self.cleanup = RuntimeCleanup(self, "Cleanup", config=config, key=shared.key, run_model_prefix=config.prefix,

@@ -37,24 +37,17 @@ TRAINING_TARGET = "training"  # the Dockerfile's last stage: what `docker build`
 SERVING_TARGET = "serving"
 
 
-class TrainingImage(Construct):
-    """`uri`: the training image (the training job); `serving_uri`: the image every model of the pipeline runs in."""
+class PipelineImages(Construct):
+    """`training_uri`: the image the training job runs; `serving_uri`: the image every model of the pipeline runs in."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, pulled_by: iam.IRole) -> None:
         super().__init__(scope, construct_id)
-        self.asset: ecr_assets.DockerImageAsset | None = None  # the training image, when built here
-        self.serving_asset: ecr_assets.DockerImageAsset | None = None
-        # a prebuilt image: the foundation's SageMaker role pulls it from its own repository
-        if config.image_uri:
-            self.uri = config.image_uri
-        else:
-            self.asset = self._build("Asset", TRAINING_TARGET, pulled_by)
-            self.uri = self.asset.image_uri
-        if config.serving_image_uri or config.image_uri:
-            self.serving_uri = config.serving_image_uri or config.image_uri or ""
-        else:
-            self.serving_asset = self._build("ServingAsset", SERVING_TARGET, pulled_by)
-            self.serving_uri = self.serving_asset.image_uri
+        # prebuilt images: the foundation's SageMaker role pulls them from their own repositories; else built here
+        self.training_asset = None if config.image_uri else self._build("Asset", TRAINING_TARGET, pulled_by)
+        self.training_uri = config.image_uri or self.training_asset.image_uri
+        prebuilt_serving = config.serving_image_uri or config.image_uri
+        self.serving_asset = None if prebuilt_serving else self._build("ServingAsset", SERVING_TARGET, pulled_by)
+        self.serving_uri = prebuilt_serving or self.serving_asset.image_uri
 
     def _build(self, construct_id: str, target: str, pulled_by: iam.IRole) -> ecr_assets.DockerImageAsset:
         if not (REPO / DOCKERFILE).is_file():
@@ -70,7 +63,7 @@ class TrainingImage(Construct):
         acknowledge(pulled_by, "AwsSolutions-IAM5[Resource::*]", "ecr:GetAuthorizationToken is an account-level action with no resource-level permissions")
         return asset
 
-    def readable_by(self, role: iam.IRole, config: DeploymentConfig) -> None:
+    def serving_image_readable_by(self, role: iam.IRole) -> None:
         """Read-only access to the serving image (no pull of layers): CreateModelPackage names it, and SageMaker may check
         the image with the caller's credentials when it registers the package (issue 19, item 11; unverified in moto)."""
         from infra.foundation import ecr_repository_arn  # a prebuilt image's repository

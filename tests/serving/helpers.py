@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -54,6 +56,22 @@ def stop(process: subprocess.Popen, timeout: float = 30.0) -> tuple[int, str]:
 
 def serve_args(model, port, *extra) -> list[str]:
     return ["-m", "sav_router.cli", "serve", "--model", str(model), "--port", str(port), "--host", "127.0.0.1", *extra]
+
+
+@contextmanager
+def clean_server(model, *extra: str) -> Iterator[dict]:
+    """A `serve` process on a free loopback port for the block ({"base", "port", "process"}); stopped afterwards, its
+    output printed, and no Python traceback allowed in it (no client that went away, timed out or was cut off broke it)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start_process(serve_args(model, port, *extra))
+    try:
+        wait_until_ready(process, base)
+        yield {"base": base, "port": port, "process": process}
+    finally:
+        _, output = stop(process)
+        print(output[-3000:])
+        assert "Traceback" not in output and "Exception in ASGI application" not in output, output[-5000:]
 
 
 def post_lines_in_background(base: str, lines: str, answer: dict, *, timeout: float) -> threading.Thread:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import FILLER, TOPICS
 
-from .helpers import free_port, start_process, stop, wait_until_ready
+from .helpers import clean_server
 
 MAX_CONNECTIONS = 20
 ARGS = ["--max-connections", str(MAX_CONNECTIONS), "--body-timeout", "30", "--header-timeout", "10", "--threads", "1"]
@@ -26,16 +26,8 @@ ARGS = ["--max-connections", str(MAX_CONNECTIONS), "--body-timeout", "30", "--he
 
 @pytest.fixture(scope="module")
 def server(serving_bundle):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = start_process(["-m", "sav_router.cli", "serve", "--model", str(serving_bundle), "--port", str(port), "--host", "127.0.0.1", *ARGS])
-    try:
-        wait_until_ready(process, base)
-        yield {"base": base, "port": port}
-    finally:
-        code, output = stop(process)
-        print(output[-3000:])
-        assert "Traceback" not in output and "Exception in ASGI application" not in output, output[-5000:]
+    with clean_server(serving_bundle, *ARGS) as running:
+        yield running
 
 
 def long_text(size: int, seed: int) -> str:

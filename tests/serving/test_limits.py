@@ -17,24 +17,15 @@ import pytest
 
 from tests.conftest import make_texts
 
-from .helpers import free_port, start_process, stop, wait_until_ready
+from .helpers import clean_server
 
 LIMITS = ["--deadline", "10", "--header-timeout", "1", "--body-timeout", "1", "--max-connections", "16", "--max-instances", "50000", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
 def server(serving_bundle):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = start_process(["-m", "sav_router.cli", "serve", "--model", str(serving_bundle), "--port", str(port), "--host", "127.0.0.1", *LIMITS])
-    try:
-        wait_until_ready(process, base)
-        yield {"base": base, "port": port, "process": process}
-    finally:
-        code, output = stop(process)
-        print(output[-3000:])
-        # no ASGI traceback for any client that went away, timed out or was cut off
-        assert "Traceback" not in output and "Exception in ASGI application" not in output, output[-5000:]
+    with clean_server(serving_bundle, *LIMITS) as running:
+        yield running
 
 
 def big_body(n: int) -> bytes:
